@@ -1,0 +1,135 @@
+"""Prefect flows: one ingestion cycle, and the daily report. Each task body is one call into
+`flows.stages` / `flows.reporting`; tasks are per stage, never per article."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from flows import reporting, stages
+from ingest.config import OutletsConfig, load_outlets
+from ingest.http import Fetcher
+from narratives.params import DEFAULT_PARAMS, DetectionParams
+from store.db import Store
+
+
+def _only_network_outages(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry a stage only when the network itself was down; every other failure is recorded
+    by the stage and would fail the same way again."""
+    try:
+        state.result()
+    except stages.NetworkUnavailable:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(
+    name="poll-feeds",
+    retries=2,
+    retry_delay_seconds=[10, 60],
+    retry_condition_fn=_only_network_outages,
+    cache_policy=NO_CACHE,
+)
+def poll_feeds_task(
+    config: OutletsConfig, store: Store, fetcher: Fetcher, run_id: str, as_of: datetime
+) -> stages.PollOutcome:
+    return stages.poll_feeds(config, store, fetcher, run_id, as_of)
+
+
+@task(name="fetch-pages", cache_policy=NO_CACHE)
+def fetch_pages_task(entries: list[stages.NewEntry], fetcher: Fetcher) -> list:
+    return stages.fetch_pages(entries, fetcher)
+
+
+@task(name="extract-and-store", cache_policy=NO_CACHE)
+def extract_task(
+    entries: list[stages.NewEntry],
+    pages: list,
+    store: Store,
+    run_id: str,
+    as_of: datetime,
+    processes: int,
+) -> stages.IngestOutcome:
+    return stages.extract_and_store(entries, pages, store, run_id, as_of, processes)
+
+
+@task(name="detect-narratives", cache_policy=NO_CACHE)
+def detect_task(
+    store: Store, run_id: str, as_of: datetime, params: DetectionParams
+) -> stages.DetectOutcome:
+    return stages.detect(store, run_id, as_of, params)
+
+
+def _run_id() -> str:
+    current = flow_run.get_id()
+    return str(current) if current else str(uuid.uuid4())
+
+
+def run_cycle(
+    config: OutletsConfig, db_path: str, as_of: datetime | None, processes: int, run_id: str
+) -> dict[str, Any]:
+    """The cycle's body: poll -> fetch -> extract -> store -> detect, with the run recorded."""
+    as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
+    with Store(db_path) as store, Fetcher(config.fetch) as fetcher:
+        store.begin_run(run_id, as_of, config.source)
+        counts: dict[str, int] = {}
+        try:
+            poll = poll_feeds_task(config, store, fetcher, run_id, as_of)
+            counts.update(
+                feeds_polled=poll.feeds_polled,
+                feeds_not_modified=poll.feeds_not_modified,
+                feeds_failed=poll.feeds_failed,
+                entries_seen=poll.entries_seen,
+            )
+            pages = fetch_pages_task(poll.new_entries, fetcher)
+            ingest = extract_task(poll.new_entries, pages, store, run_id, as_of, processes)
+            counts.update(articles_new=ingest.articles_new, articles_failed=ingest.articles_failed)
+            found = detect_task(store, run_id, as_of, DEFAULT_PARAMS)
+            counts.update(
+                clusters_new=found.clusters_new,
+                clusters_joined=found.clusters_joined,
+                clusters_merged=found.clusters_merged,
+            )
+        except BaseException as exc:
+            store.finish_run(run_id, "failed", counts, f"{type(exc).__name__}: {exc}")
+            raise
+        store.finish_run(run_id, "completed", counts, None)
+    return {"run_id": run_id, "as_of": as_of.isoformat(), **counts}
+
+
+@flow(name="narratrace-cycle", log_prints=False)
+def cycle_flow(
+    outlets_path: str, db_path: str, as_of: datetime | None = None, processes: int = 1
+) -> dict[str, Any]:
+    """Poll every feed in the outlets file, fetch and extract new articles, detect narratives,
+    and store everything in the DuckDB file."""
+    config = load_outlets(outlets_path)
+    return run_cycle(config, db_path, as_of, processes, _run_id())
+
+
+@task(name="write-report", cache_policy=NO_CACHE)
+def write_report_task(
+    db_path: str, day: date, out_dir: str, narratives_path: str | None
+) -> list[str]:
+    paths = reporting.write_daily_report(db_path, day, Path(out_dir), narratives_path)
+    return [str(p) for p in paths]
+
+
+@flow(name="narratrace-report", log_prints=False)
+def report_flow(
+    db_path: str, out_dir: str, day: date | None = None, narratives_path: str | None = None
+) -> list[str]:
+    """Write the cluster report of `day` (default: yesterday, UTC) as HTML, Markdown and CSV."""
+    if day is None:
+        from datetime import timedelta
+
+        day = (datetime.now(UTC) - timedelta(days=1)).date()
+    return write_report_task(db_path, day, out_dir, narratives_path)

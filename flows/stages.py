@@ -1,0 +1,427 @@
+"""The stages of one ingestion cycle as plain functions (no Prefect here): each Prefect task in
+`flows.cycle` is one call into this module, and tests call these directly."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from urllib.parse import urlsplit
+
+import numpy as np
+import pyarrow as pa
+import xxhash
+
+from ingest.config import OutletsConfig
+from ingest.extract import PageToExtract, extract_many
+from ingest.feeds import FeedEntry, parse_feed
+from ingest.http import Fetcher, FetchRequest, FetchResult
+from narratives.detect import (
+    bands_table,
+    cluster_batch,
+    paragraph_rows,
+    sign_text,
+    verify_candidates,
+)
+from narratives.params import DetectionParams
+from narratives.text import normalise, word_count
+from store.db import Store
+
+log = logging.getLogger(__name__)
+
+FEED_ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+)
+PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
+MIN_FALLBACK_WORDS = 30  # feed text shorter than this is a teaser, not an article
+MAX_ENTRIES_PER_FEED = 300
+MAX_CANDIDATES_PER_ARTICLE = 200
+
+
+class NetworkUnavailable(RuntimeError):
+    """Every fetch failed for a transient reason across several hosts: the network, not the
+    outlets, is down. The only fault worth retrying a whole stage for."""
+
+
+def article_id_for(canonical_url: str) -> int:
+    return xxhash.xxh64_intdigest(canonical_url.encode()) >> 1
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    entry: FeedEntry
+    outlet_id: str
+    feed_url: str
+
+
+@dataclass
+class PollOutcome:
+    new_entries: list[NewEntry] = field(default_factory=list)
+    feeds_polled: int = 0
+    feeds_not_modified: int = 0
+    feeds_failed: int = 0
+    entries_seen: int = 0
+
+
+@dataclass
+class IngestOutcome:
+    articles_new: int = 0
+    articles_failed: int = 0
+    fallbacks: int = 0
+
+
+@dataclass
+class DetectOutcome:
+    articles_signed: int = 0
+    pairs_checked: int = 0
+    clusters_new: int = 0
+    clusters_joined: int = 0
+    clusters_merged: int = 0
+
+
+def _log_row(
+    run_id: str,
+    at: datetime,
+    kind: str,
+    outlet_id: str,
+    result: FetchResult,
+    outcome: str,
+    error: str | None = None,
+    error_kind: str | None = None,
+) -> dict[str, object]:
+    return {
+        "run_id": run_id,
+        "fetched_at": at,
+        "kind": kind,
+        "url": result.url,
+        "final_url": result.final_url,
+        "outlet_id": outlet_id,
+        "status_code": result.status,
+        "outcome": outcome,
+        "error_kind": error_kind if error is not None else result.error_kind,
+        "error": error if error is not None else result.error,
+        "attempts": result.attempts,
+        "elapsed_ms": round(result.elapsed_ms, 1),
+        "bytes": len(result.body),
+    }
+
+
+def _hosts(results: Sequence[FetchResult]) -> set[str]:
+    return {urlsplit(r.url).hostname or "" for r in results}
+
+
+def poll_feeds(
+    config: OutletsConfig, store: Store, fetcher: Fetcher, run_id: str, as_of: datetime
+) -> PollOutcome:
+    """Conditional GET of every feed; parse; record each attempt; return unseen entries."""
+    store.sync_outlets(config.outlets)
+    outlet_of = config.outlet_for_feed()
+    states = store.feed_states(outlet_of)
+    requests = [
+        FetchRequest(
+            url,
+            states[url].etag if url in states else None,
+            states[url].last_modified if url in states else None,
+        )
+        for url in outlet_of
+    ]
+    results = fetcher.fetch_many(requests, accept=FEED_ACCEPT)
+    if len(_hosts(results)) >= 2 and all(r.error_kind == "transient" for r in results):
+        raise NetworkUnavailable(
+            f"all {len(results)} feeds failed with transient errors, e.g. {results[0].error}"
+        )
+    outcome = PollOutcome(feeds_polled=len(results))
+    log_rows = []
+    candidates: dict[str, NewEntry] = {}
+    for result in results:
+        outlet_id = outlet_of[result.url].outlet_id
+        if result.not_modified:
+            outcome.feeds_not_modified += 1
+            store.update_feed(
+                result.url, as_of, "not-modified", None, result.etag, result.last_modified, None
+            )
+            log_rows.append(_log_row(run_id, as_of, "feed", outlet_id, result, "not-modified"))
+            continue
+        if not result.ok:
+            outcome.feeds_failed += 1
+            store.update_feed(result.url, as_of, "error", result.error, None, None, None)
+            log_rows.append(_log_row(run_id, as_of, "feed", outlet_id, result, "error"))
+            continue
+        parsed = parse_feed(result.body, result.final_url, result.content_type)
+        if not parsed.is_feed:
+            outcome.feeds_failed += 1
+            store.update_feed(result.url, as_of, "error", parsed.problem, None, None, None)
+            log_rows.append(
+                _log_row(
+                    run_id, as_of, "feed", outlet_id, result, "error", parsed.problem, "terminal"
+                )
+            )
+            continue
+        status = "ok"
+        if parsed.problem:
+            log.warning(
+                "feed %s is malformed (%s); salvaged %d entries",
+                result.url,
+                parsed.problem,
+                len(parsed.entries),
+            )
+            status = "salvaged"
+        store.update_feed(
+            result.url,
+            as_of,
+            "ok",
+            parsed.problem,
+            result.etag,
+            result.last_modified,
+            len(parsed.entries),
+        )
+        log_rows.append(
+            _log_row(
+                run_id,
+                as_of,
+                "feed",
+                outlet_id,
+                result,
+                status,
+                parsed.problem,
+                "terminal" if parsed.problem else None,
+            )
+        )
+        entries = parsed.entries[:MAX_ENTRIES_PER_FEED]
+        outcome.entries_seen += len(entries)
+        for entry in entries:
+            candidates.setdefault(entry.canonical_url, NewEntry(entry, outlet_id, result.url))
+    store.log_fetches(log_rows)
+    known = store.known_urls(candidates)
+    unseen = [c for url, c in candidates.items() if url not in known]
+    attempts = store.failed_attempts(c.entry.url for c in unseen)
+    limit = config.fetch.max_attempts_per_article
+    outcome.new_entries = [c for c in unseen if attempts.get(c.entry.url, 0) < limit]
+    return outcome
+
+
+def fetch_pages(entries: Sequence[NewEntry], fetcher: Fetcher) -> list[FetchResult]:
+    return fetcher.fetch_many([FetchRequest(e.entry.url) for e in entries], accept=PAGE_ACCEPT)
+
+
+def _article_row(
+    new: NewEntry,
+    run_id: str,
+    as_of: datetime,
+    text: str,
+    source: str,
+    title: str = "",
+    published_at: datetime | None = None,
+    author: str = "",
+    sitename: str = "",
+    language: str = "",
+) -> dict[str, object]:
+    entry = new.entry
+    return {
+        "article_id": article_id_for(entry.canonical_url),
+        "canonical_url": entry.canonical_url,
+        "url": entry.url,
+        "outlet_id": new.outlet_id,
+        "feed_url": new.feed_url,
+        "title": entry.title or title,
+        "author": entry.author or author,
+        "sitename": sitename,
+        "language": language,
+        "published_at": entry.published_at or published_at,
+        "first_seen_at": as_of,
+        "text": text,
+        "text_source": source,
+        "content_hash": hashlib.sha1(normalise(text).encode()).hexdigest(),
+        "word_count": word_count(text),
+        "run_id": run_id,
+    }
+
+
+def extract_and_store(
+    entries: Sequence[NewEntry],
+    pages: Sequence[FetchResult],
+    store: Store,
+    run_id: str,
+    as_of: datetime,
+    processes: int = 1,
+) -> IngestOutcome:
+    """Extract every fetched page; fall back to the feed's own text when a page fails; record
+    every failure; store the articles (idempotently)."""
+    outcome = IngestOutcome()
+    to_extract = [
+        PageToExtract(str(i), page.body, page.final_url, page.content_type)
+        for i, page in enumerate(pages)
+        if page.ok
+    ]
+    extracted = {key: (doc, err) for key, doc, err in extract_many(to_extract, processes)}
+    rows: list[dict[str, object]] = []
+    log_rows = []
+    for i, (new, page) in enumerate(zip(entries, pages, strict=True)):
+        doc, error = extracted.get(str(i), (None, page.error))
+        error_kind = page.error_kind if not page.ok else "terminal"
+        if doc is not None and word_count(new.entry.content) > 1.5 * word_count(doc.text):
+            # a paywalled or truncated page: the feed carries the full text
+            rows.append(
+                _article_row(
+                    new,
+                    run_id,
+                    as_of,
+                    new.entry.content,
+                    "feed",
+                    doc.title,
+                    doc.published_at,
+                    doc.author,
+                    doc.sitename,
+                    doc.language,
+                )
+            )
+            log_rows.append(_log_row(run_id, as_of, "article", new.outlet_id, page, "ok"))
+            continue
+        if doc is not None:
+            rows.append(
+                _article_row(
+                    new,
+                    run_id,
+                    as_of,
+                    doc.text,
+                    "page",
+                    doc.title,
+                    doc.published_at,
+                    doc.author,
+                    doc.sitename,
+                    doc.language,
+                )
+            )
+            log_rows.append(_log_row(run_id, as_of, "article", new.outlet_id, page, "ok"))
+            continue
+        fallback = new.entry.best_text
+        if word_count(fallback) >= MIN_FALLBACK_WORDS:
+            rows.append(_article_row(new, run_id, as_of, fallback, "feed"))
+            outcome.fallbacks += 1
+            log_rows.append(
+                _log_row(
+                    run_id, as_of, "article", new.outlet_id, page, "fallback", error, error_kind
+                )
+            )
+        else:
+            outcome.articles_failed += 1
+            log_rows.append(
+                _log_row(run_id, as_of, "article", new.outlet_id, page, "error", error, error_kind)
+            )
+    store.log_fetches(log_rows)
+    outcome.articles_new = store.insert_articles(rows)
+    return outcome
+
+
+def detect(store: Store, run_id: str, as_of: datetime, params: DetectionParams) -> DetectOutcome:
+    """Sign every unsigned article, find and verify candidates, place them in clusters."""
+    outcome = DetectOutcome()
+    batch = store.articles_to_sign()
+    if not batch:
+        return outcome
+    store.ensure_params(params.param_set_id, params.as_dict())
+    paragraph_list: list[dict[str, object]] = []
+    for item in batch:
+        paragraph_list.extend(paragraph_rows(item.article_id, item.outlet_id, item.text, params))
+    paragraphs = pa.Table.from_pylist(
+        paragraph_list,
+        schema=pa.schema(
+            [("outlet_id", pa.string()), ("paragraph_key", pa.int64()), ("article_id", pa.int64())]
+        ),
+    )
+    chrome = store.chrome_keys(
+        {item.outlet_id for item in batch}, params.chrome_min_articles, pending=paragraphs
+    )
+    ids = [item.article_id for item in batch]
+    signed = {
+        item.article_id: sign_text(item.text, chrome[item.outlet_id], params) for item in batch
+    }
+    bands = bands_table(ids, [signed[i] for i in ids], params)
+    candidates = store.candidate_pairs(bands, MAX_CANDIDATES_PER_ARTICLE)
+    stored = store.texts({other for _new, other, _h in candidates if other not in signed})
+    stored_chrome = store.chrome_keys(
+        {t.outlet_id for t in stored.values()}, params.chrome_min_articles, pending=paragraphs
+    )
+    for other_id, text in stored.items():
+        signed[other_id] = sign_text(text.text, stored_chrome[text.outlet_id], params)
+    verified = verify_candidates(ids, candidates, signed, params)
+    outcome.pairs_checked = verified.pairs_checked
+    other_ids = {m.other_id for ms in verified.matches.values() for m in ms}
+    membership = store.memberships(other_ids)
+    births = store.cluster_births(set(membership.values()))
+    order = [(item.article_id, (item.first_seen_at, item.article_id)) for item in batch]
+    assignment = cluster_batch(order, verified, membership, births, params)
+    founders = {cluster: founder for cluster, founder in assignment.new_clusters}
+    seen_at = {item.article_id: item.first_seen_at for item in batch}
+    new_clusters = [
+        {
+            "cluster_id": c,
+            "founder_article_id": f,
+            "created_at": seen_at[f],
+            "status": "active",
+            "merged_into": None,
+            "run_id": run_id,
+        }
+        for c, f in founders.items()
+    ]
+    members = []
+    matches = []
+    for membership_row in assignment.memberships:
+        m = membership_row.match
+        members.append(
+            {
+                "article_id": membership_row.article_id,
+                "cluster_id": membership_row.cluster_id,
+                "matched_article_id": m.other_id if m else None,
+                "match_kind": m.kind if m else None,
+                "similarity": m.jaccard if m else None,
+                "containment": m.containment if m else None,
+                "matched_passage": m.passage[:2000] if m else None,
+                "joined_at": seen_at[membership_row.article_id],
+                "run_id": run_id,
+            }
+        )
+    for article_id, found in verified.matches.items():
+        for m in found:
+            matches.append(
+                {
+                    "article_id": article_id,
+                    "other_article_id": m.other_id,
+                    "match_kind": m.kind,
+                    "similarity": m.jaccard,
+                    "containment": m.containment,
+                    "shared_shingles": m.shared,
+                    "run_shingles": m.run_shared,
+                    "matched_passage": m.passage[:2000],
+                }
+            )
+    merges = [
+        {
+            "absorbed_cluster_id": mg.absorbed,
+            "survivor_cluster_id": mg.survivor,
+            "via_article_id": mg.via_article_id,
+            "merged_at": as_of,
+            "run_id": run_id,
+        }
+        for mg in assignment.merges
+    ]
+    store.write_detection(
+        param_set_id=params.param_set_id,
+        article_ids=ids,
+        minhashes=np.vstack([signed[i].signature for i in ids]),
+        shingle_counts=[int(signed[i].shingles.size) for i in ids],
+        passage_counts=[len(signed[i].passages) for i in ids],
+        bands=bands,
+        paragraphs=paragraphs,
+        new_clusters=new_clusters,
+        members=members,
+        matches=matches,
+        merges=merges,
+    )
+    outcome.articles_signed = len(ids)
+    outcome.clusters_new = len(new_clusters)
+    outcome.clusters_joined = sum(1 for m in assignment.memberships if m.match is not None)
+    outcome.clusters_merged = len(merges)
+    return outcome

@@ -1,0 +1,142 @@
+"""Article text and metadata from page bytes, with trafilatura. Never takes a URL to fetch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import re
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import trafilatura
+
+log = logging.getLogger(__name__)
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+_LANG = re.compile(rb"<html[^>]*?\slang\s*=\s*[\"']?([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]+)?", re.I)
+
+
+class ExtractionError(ValueError):
+    """The bytes hold no extractable article; the message says why."""
+
+
+@dataclass(frozen=True)
+class Extracted:
+    title: str
+    text: str  # paragraphs separated by a blank line
+    published_at: datetime | None
+    author: str
+    sitename: str
+    language: str
+
+
+def is_html(content_type: str, body: bytes) -> bool:
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if kind:
+        return kind in HTML_TYPES
+    head = body[:512].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html"))
+
+
+def _parse_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def extract_article(body: bytes, url: str, content_type: str = "") -> Extracted:
+    """Raise ExtractionError for non-HTML bodies and pages with no main text."""
+    if not is_html(content_type, body):
+        raise ExtractionError(f"not an HTML page ({content_type or 'unknown type'})")
+    raw = trafilatura.extract(
+        body,
+        url=url,
+        output_format="json",
+        with_metadata=True,
+        favor_precision=True,
+        include_comments=False,
+        include_tables=False,
+        deduplicate=True,
+    )
+    if not raw:
+        raise ExtractionError("no main text found in the page")
+    data = json.loads(raw)
+    text = _paragraphs(data.get("text") or "")
+    if not text:
+        raise ExtractionError("no main text found in the page")
+    language = data.get("language") or ""
+    if not language:
+        match = _LANG.search(body[:4096])
+        language = match.group(1).decode("ascii").lower() if match else ""
+    return Extracted(
+        title=(data.get("title") or "").strip(),
+        text=text,
+        published_at=_parse_date(data.get("date")),
+        author=(data.get("author") or "").strip(),
+        sitename=(data.get("sitename") or data.get("source-hostname") or "").strip(),
+        language=language,
+    )
+
+
+def _paragraphs(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines()]
+    return "\n\n".join(line for line in lines if line)
+
+
+@dataclass(frozen=True)
+class PageToExtract:
+    key: str
+    body: bytes
+    url: str
+    content_type: str
+
+
+def _extract_one(page: PageToExtract) -> tuple[str, Extracted | None, str | None]:
+    try:
+        return page.key, extract_article(page.body, page.url, page.content_type), None
+    except ExtractionError as exc:
+        return page.key, None, str(exc)
+    except Exception as exc:  # a crash inside the extractor must not lose the batch
+        log.warning("discarding %s: extractor failed: %s", page.url, exc)
+        return page.key, None, f"extractor failed: {type(exc).__name__}: {exc}"
+
+
+_POOL: ProcessPoolExecutor | None = None
+_POOL_SIZE = 0
+
+
+def _pool(processes: int) -> ProcessPoolExecutor:
+    global _POOL, _POOL_SIZE
+    if _POOL is None or _POOL_SIZE != processes:
+        if _POOL is not None:
+            _POOL.shutdown(wait=True)
+        _POOL = ProcessPoolExecutor(
+            max_workers=processes, mp_context=multiprocessing.get_context("spawn")
+        )
+        _POOL_SIZE = processes
+    return _POOL
+
+
+def shutdown_pool() -> None:
+    global _POOL
+    if _POOL is not None:
+        _POOL.shutdown(wait=True)
+        _POOL = None
+
+
+def extract_many(
+    pages: Sequence[PageToExtract], processes: int = 1, min_batch_for_pool: int = 32
+) -> list[tuple[str, Extracted | None, str | None]]:
+    """Extract a batch; with processes > 1 and a large enough batch, in a process pool
+    (trafilatura holds the GIL, so threads give no speed-up)."""
+    if processes <= 1 or len(pages) < min_batch_for_pool:
+        return [_extract_one(page) for page in pages]
+    chunk = max(1, len(pages) // (processes * 4))
+    return list(_pool(processes).map(_extract_one, pages, chunksize=chunk))

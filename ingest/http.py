@@ -1,0 +1,235 @@
+"""Polite HTTP: the only module that opens sockets.
+
+Conditional GET (ETag / Last-Modified), timeouts, a response size cap, redirects checked hop by
+hop against the address policy, one user agent, per-host and total concurrency limits, and a
+bounded retry for transient faults. Every call returns a FetchResult; nothing raises for a bad
+URL or a bad server, so one broken page never stops a batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from ingest.config import FetchSettings
+from ingest.urls import UnsafeURLError, check_fetchable
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504, 522, 524})
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    url: str  # as requested
+    final_url: str  # after redirects
+    status: int | None  # HTTP status; None when no response arrived
+    body: bytes = b""
+    content_type: str = ""
+    etag: str | None = None
+    last_modified: str | None = None
+    error: str | None = None  # None on success (2xx or 304)
+    error_kind: str | None = None  # "transient" (worth retrying later) or "terminal"
+    attempts: int = 1
+    elapsed_ms: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.status is not None and 200 <= self.status < 300
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+
+class TooLarge(Exception):
+    pass
+
+
+class Fetcher:
+    """A shared httpx client plus the politeness rules; use as a context manager."""
+
+    def __init__(self, settings: FetchSettings, transport: httpx.BaseTransport | None = None):
+        self.settings = settings
+        self._client = httpx.Client(
+            headers={"User-Agent": settings.user_agent, "Accept-Encoding": "gzip, deflate"},
+            timeout=httpx.Timeout(settings.timeout_seconds),
+            follow_redirects=False,
+            transport=transport,
+            limits=httpx.Limits(
+                max_connections=settings.total_concurrency,
+                max_keepalive_connections=settings.total_concurrency,
+            ),
+        )
+        self._host_locks: dict[str, threading.BoundedSemaphore] = defaultdict(
+            lambda: threading.BoundedSemaphore(settings.per_host_concurrency)
+        )
+        self._host_guard = threading.Lock()
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _host_slot(self, url: str) -> threading.BoundedSemaphore:
+        host = (urlsplit(url).hostname or "").lower()
+        with self._host_guard:
+            return self._host_locks[host]
+
+    def fetch(self, request: FetchRequest, accept: str = "*/*") -> FetchResult:
+        attempts = 0
+        started = time.perf_counter()
+        while True:
+            attempts += 1
+            result = self._fetch_once(request, accept)
+            if result.error_kind != "transient" or attempts > self.settings.transient_retries:
+                break
+            time.sleep(min(0.5 * attempts, 2.0))
+        elapsed = (time.perf_counter() - started) * 1000
+        return _with(result, attempts=attempts, elapsed_ms=elapsed)
+
+    def fetch_many(
+        self, requests: Sequence[FetchRequest], accept: str = "*/*"
+    ) -> list[FetchResult]:
+        if not requests:
+            return []
+        workers = max(1, min(self.settings.total_concurrency, len(requests)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
+            return list(pool.map(lambda r: self.fetch(r, accept), requests))
+
+    def _fetch_once(self, request: FetchRequest, accept: str) -> FetchResult:
+        url = request.url
+        headers = {"Accept": accept}
+        if request.etag:
+            headers["If-None-Match"] = request.etag
+        if request.last_modified:
+            headers["If-Modified-Since"] = request.last_modified
+        for _hop in range(self.settings.max_redirects + 1):
+            try:
+                check_fetchable(url, allow_private_hosts=self.settings.allow_private_hosts)
+            except UnsafeURLError as exc:
+                return FetchResult(request.url, url, None, error=str(exc), error_kind="terminal")
+            try:
+                with self._host_slot(url):
+                    response, body = self._get(url, headers)
+            except TooLarge:
+                return FetchResult(
+                    request.url,
+                    url,
+                    None,
+                    error=f"response larger than {self.settings.max_bytes} bytes",
+                    error_kind="terminal",
+                )
+            except httpx.TimeoutException as exc:
+                return FetchResult(
+                    request.url,
+                    url,
+                    None,
+                    error=f"timeout: {type(exc).__name__}",
+                    error_kind="transient",
+                )
+            except (httpx.TransportError, OSError) as exc:
+                return FetchResult(
+                    request.url,
+                    url,
+                    None,
+                    error=f"network error: {type(exc).__name__}: {exc}",
+                    error_kind="transient",
+                )
+            except httpx.HTTPError as exc:  # e.g. an invalid URL
+                return FetchResult(
+                    request.url, url, None, error=f"bad request: {exc}", error_kind="terminal"
+                )
+            if response.status_code in (301, 302, 303, 307, 308):
+                location = response.headers.get("location")
+                if not location:
+                    return FetchResult(
+                        request.url,
+                        url,
+                        response.status_code,
+                        error="redirect without Location",
+                        error_kind="terminal",
+                    )
+                url = urljoin(url, location)
+                continue
+            return self._result(request, url, response, body)
+        return FetchResult(
+            request.url,
+            url,
+            None,
+            error=f"more than {self.settings.max_redirects} redirects",
+            error_kind="terminal",
+        )
+
+    def _get(self, url: str, headers: dict[str, str]) -> tuple[httpx.Response, bytes]:
+        with self._client.stream("GET", url, headers=headers) as response:
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > self.settings.max_bytes:
+                raise TooLarge
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > self.settings.max_bytes:
+                    raise TooLarge
+                chunks.append(chunk)
+            return response, b"".join(chunks)
+
+    def _result(
+        self, request: FetchRequest, url: str, response: httpx.Response, body: bytes
+    ) -> FetchResult:
+        status = response.status_code
+        error = None
+        kind = None
+        if status == 304:
+            pass
+        elif status in TRANSIENT_STATUS:
+            error, kind = f"HTTP {status}", "transient"
+        elif status >= 400 or status < 200:
+            error, kind = f"HTTP {status}", "terminal"
+        return FetchResult(
+            url=request.url,
+            final_url=url,
+            status=status,
+            body=body if error is None else b"",
+            content_type=response.headers.get("content-type", ""),
+            etag=response.headers.get("etag") or (request.etag if status == 304 else None),
+            last_modified=response.headers.get("last-modified")
+            or (request.last_modified if status == 304 else None),
+            error=error,
+            error_kind=kind,
+            headers={k.lower(): v for k, v in response.headers.items()},
+        )
+
+
+def _with(result: FetchResult, **changes: object) -> FetchResult:
+    from dataclasses import replace
+
+    return replace(result, **changes)  # type: ignore[arg-type]
+
+
+def all_transient_failures(results: Iterable[FetchResult]) -> bool:
+    """True when there were results and every one failed for a transient reason: the signature
+    of a network outage rather than of broken outlets."""
+    results = list(results)
+    return bool(results) and all(r.error_kind == "transient" for r in results)

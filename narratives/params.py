@@ -1,0 +1,59 @@
+"""Detection parameters. They are stored with every signature (table `detection_params`);
+changing one means new signatures, so they are pinned here and versioned by their hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class DetectionParams:
+    # shingles: word n-grams over normalised text (lower case, digits -> 0, no punctuation)
+    shingle_size: int = 4
+    # MinHash (datasketch, scheme affine32, xxh32 as the base hash)
+    num_perm: int = 128
+    seed: int = 1
+    scheme: str = "affine32"
+    # LSH banding, applied to the whole-text signature and to every passage signature
+    bands: int = 32
+    rows: int = 4
+    # passages: consecutive paragraphs merged until they hold at least this many words
+    passage_min_words: int = 20
+    # verification (exact, on shingle sets)
+    copy_jaccard: float = 0.20  # whole-text Jaccard that makes two articles copies
+    passage_min_shared: int = 25  # shared shingles in one dense run that make a shared passage
+    passage_max_gap: int = 6  # missing shingles tolerated inside a run (edited words)
+    merge_overlap: float = (
+        0.5  # share of the smaller matched span two matches must overlap to merge
+    )
+    # site chrome: a paragraph seen in this many articles of one outlet is the outlet's chrome
+    chrome_min_articles: int = 3
+    chrome_max_words: int = 60
+
+    def __post_init__(self) -> None:
+        if self.scheme != "affine32":
+            raise ValueError(
+                "only scheme='affine32' is supported (signatures are stored as uint32)"
+            )
+        if self.bands * self.rows > self.num_perm:
+            raise ValueError(
+                f"bands*rows ({self.bands}*{self.rows}) exceeds num_perm ({self.num_perm}); "
+                "lower bands or rows, or raise num_perm"
+            )
+        if self.shingle_size < 1 or self.passage_min_words < self.shingle_size:
+            raise ValueError("shingle_size must be >= 1 and <= passage_min_words")
+        if not 0 < self.copy_jaccard <= 1 or not 0 < self.merge_overlap <= 1:
+            raise ValueError("copy_jaccard and merge_overlap must be in (0, 1]")
+
+    @property
+    def param_set_id(self) -> str:
+        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        return hashlib.sha1(blob).hexdigest()[:12]
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+DEFAULT_PARAMS = DetectionParams()

@@ -1,0 +1,143 @@
+"""Shingles, MinHash signatures (datasketch) for whole texts and passages, and LSH band hashes.
+
+One permuted-hash matrix is computed per text (shingles x num_perm); the whole-text signature is
+its column minimum and each passage signature the minimum over that passage's rows, so passage
+signatures cost almost nothing extra. The values are exactly those of datasketch's
+`MinHash(num_perm, seed, hashfunc=xxh32_intdigest, scheme="affine32").update_batch(shingles)`
+(tests/test_signatures.py checks this), so any stored signature can be rebuilt as a datasketch
+`LeanMinHash` for ad-hoc analysis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import xxhash
+from datasketch import LeanMinHash, MinHash
+from datasketch.minhash import _fmix  # the scheme's mixing step; pinned datasketch==2.0.0
+
+from narratives.params import DetectionParams
+from narratives.text import Tokens
+
+UINT32_MAX = np.uint32(0xFFFFFFFF)
+
+
+def shingle_strings(words: tuple[str, ...], size: int) -> list[str]:
+    if len(words) < size:
+        return [" ".join(words)] if words else []
+    return [" ".join(words[i : i + size]) for i in range(len(words) - size + 1)]
+
+
+def shingle_hashes(words: tuple[str, ...], size: int) -> np.ndarray:
+    """uint32 hash of every word n-gram, in text order (position i = words i..i+size-1)."""
+    hashes = [xxhash.xxh32_intdigest(s.encode()) for s in shingle_strings(words, size)]
+    return np.asarray(hashes, dtype=np.uint32)
+
+
+@lru_cache(maxsize=8)
+def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
+    return a.astype(np.uint32), b.astype(np.uint32)
+
+
+def permuted(hashes: np.ndarray, params: DetectionParams) -> np.ndarray:
+    """(n, num_perm) uint32 matrix: every shingle under every permutation."""
+    a, b = _permutations(params.num_perm, params.seed)
+    mixed = _fmix(hashes.astype(np.uint32).reshape(-1, 1), 32)
+    with np.errstate(over="ignore"):
+        return (mixed * a + b).astype(np.uint32, copy=False)
+
+
+@dataclass(frozen=True)
+class Passage:
+    number: int  # 1-based; 0 is reserved for the whole text in stored band rows
+    first_word: int
+    last_word: int  # inclusive
+    first_shingle: int
+    last_shingle: int  # inclusive
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A text's shingles and signatures."""
+
+    tokens: Tokens
+    shingles: np.ndarray  # uint32 per position
+    signature: np.ndarray  # (num_perm,) uint32
+    passages: tuple[Passage, ...]
+    passage_signatures: np.ndarray  # (len(passages), num_perm) uint32
+
+
+def passages_of(tokens: Tokens, params: DetectionParams) -> list[Passage]:
+    """Consecutive paragraphs merged until each passage holds passage_min_words words; a short
+    tail joins the previous passage. A text shorter than that is one passage."""
+    n_words = len(tokens.words)
+    if n_words == 0:
+        return []
+    bounds = list(tokens.paragraph_starts) + [n_words]
+    spans: list[list[int]] = []
+    start = 0
+    for end in bounds[1:]:
+        if end - start >= params.passage_min_words:
+            spans.append([start, end])
+            start = end
+    if start < n_words:
+        if spans:
+            spans[-1][1] = n_words
+        else:
+            spans.append([0, n_words])
+    n_shingles = max(1, n_words - params.shingle_size + 1)
+    result = []
+    for number, (first, end) in enumerate(spans, start=1):
+        last = end - 1
+        first_shingle = min(first, n_shingles - 1)
+        last_shingle = min(max(first_shingle, last - params.shingle_size + 1), n_shingles - 1)
+        result.append(Passage(number, first, last, first_shingle, last_shingle))
+    return result
+
+
+def sign(tokens: Tokens, params: DetectionParams) -> Signed:
+    hashes = shingle_hashes(tokens.words, params.shingle_size)
+    passages = passages_of(tokens, params)
+    if hashes.size == 0:
+        empty = np.full(params.num_perm, UINT32_MAX, dtype=np.uint32)
+        return Signed(tokens, hashes, empty, (), np.empty((0, params.num_perm), np.uint32))
+    matrix = permuted(hashes, params)
+    signature = matrix.min(axis=0)
+    starts = np.asarray([p.first_shingle for p in passages], dtype=np.intp)
+    passage_sigs = np.minimum.reduceat(matrix, starts, axis=0) if len(passages) else matrix[:0]
+    return Signed(tokens, hashes, signature, tuple(passages), passage_sigs)
+
+
+@lru_cache(maxsize=8)
+def _band_multipliers(rows: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed + 7919)
+    return rng.integers(1, 2**63, size=rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+
+
+def band_hashes(signatures: np.ndarray, params: DetectionParams) -> np.ndarray:
+    """(n, bands) uint64: each band's rows folded into one 64-bit value. Two signatures share a
+    band hash exactly when (barring a 2^-64 collision) they agree on all of that band's rows:
+    the same candidates as datasketch MinHashLSH with params=(bands, rows)."""
+    sigs = np.atleast_2d(signatures).astype(np.uint64)
+    n = sigs.shape[0]
+    used = sigs[:, : params.bands * params.rows].reshape(n, params.bands, params.rows)
+    multipliers = _band_multipliers(params.rows, params.seed)
+    with np.errstate(over="ignore"):
+        folded = (used * multipliers).sum(axis=2, dtype=np.uint64)
+        # mix so that bands with small integer differences do not collide
+        folded ^= folded >> np.uint64(29)
+        folded *= np.uint64(0xBF58476D1CE4E5B9)
+        folded ^= folded >> np.uint64(32)
+    return folded
+
+
+def to_lean_minhash(signature: np.ndarray, params: DetectionParams) -> LeanMinHash:
+    """A stored signature as a datasketch LeanMinHash (e.g. for MinHash.jaccard)."""
+    return LeanMinHash(seed=params.seed, hashvalues=signature, scheme=params.scheme)
+
+
+def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.count_nonzero(a == b)) / float(len(a))

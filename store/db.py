@@ -1,0 +1,448 @@
+"""The DuckDB store: the only module that opens the database file.
+
+Writes go through Arrow tables (never row-by-row executemany) and are idempotent: a rerun over
+the same input adds nothing but its run record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from store.migrations import MIGRATIONS
+
+log = logging.getLogger(__name__)
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class FeedState:
+    feed_url: str
+    outlet_id: str
+    etag: str | None
+    last_modified: str | None
+    consecutive_failures: int
+
+
+@dataclass(frozen=True)
+class StoredText:
+    article_id: int
+    outlet_id: str
+    text: str
+    first_seen_at: datetime
+    published_at: datetime | None
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Store:
+    def __init__(self, path: Path | str, read_only: bool = False):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.IOException as exc:
+            raise StoreError(
+                f"cannot open {self.path}: {exc}. Another narratrace process may be writing to "
+                "it; DuckDB allows one writer at a time."
+            ) from None
+        self.sql("SET TimeZone = 'UTC'")
+        if not read_only:
+            self.migrate()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run one statement and fetch its whole result (DuckDB 2.0 keeps a result open
+        until it is fully fetched, which would block the next statement)."""
+        return self.con.execute(query, params or []).fetchall()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ schema
+    def migrate(self) -> list[str]:
+        self.sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
+        )
+        done = {row[0] for row in self.sql("SELECT name FROM schema_migrations")}
+        applied = []
+        for name, migration in MIGRATIONS:
+            if name in done:
+                continue
+            self.sql("BEGIN TRANSACTION")
+            try:
+                migration(self.con)
+                self.sql("INSERT INTO schema_migrations VALUES (?, ?)", [name, datetime.now(UTC)])
+                self.sql("COMMIT")
+            except Exception:
+                self.sql("ROLLBACK")
+                raise
+            applied.append(name)
+            log.info("applied migration %s", name)
+        return applied
+
+    def _insert(
+        self, table: str, rows: Sequence[dict[str, Any]] | pa.Table, conflict: str = ""
+    ) -> int:
+        if isinstance(rows, pa.Table):
+            arrow = rows
+        else:
+            if not rows:
+                return 0
+            arrow = pa.Table.from_pylist(list(rows))
+        if arrow.num_rows == 0:
+            return 0
+        view = f"_incoming_{table}"
+        self.con.register(view, arrow)
+        try:
+            columns = ", ".join(arrow.column_names)
+            self.sql(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {view} {conflict}")
+        finally:
+            self.con.unregister(view)
+        return arrow.num_rows
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.con)
+
+    # ------------------------------------------------------------------ runs
+    def begin_run(self, run_id: str, as_of: datetime, outlets_file: str) -> None:
+        self.sql(
+            "INSERT INTO runs (run_id, started_at, as_of, status, outlets_file) "
+            "VALUES (?, ?, ?, 'running', ?)",
+            [run_id, datetime.now(UTC), _utc(as_of), outlets_file],
+        )
+
+    def finish_run(
+        self, run_id: str, status: str, counts: dict[str, int], error: str | None
+    ) -> None:
+        allowed = {
+            "feeds_polled",
+            "feeds_not_modified",
+            "feeds_failed",
+            "entries_seen",
+            "articles_new",
+            "articles_failed",
+            "clusters_new",
+            "clusters_joined",
+            "clusters_merged",
+        }
+        unknown = set(counts) - allowed
+        if unknown:
+            raise ValueError(f"unknown run counts: {sorted(unknown)}")
+        sets = ", ".join(f"{key} = ?" for key in counts)
+        self.sql(
+            f"UPDATE runs SET status = ?, finished_at = ?, error = ?{', ' + sets if sets else ''} "
+            "WHERE run_id = ?",
+            [status, datetime.now(UTC), error, *counts.values(), run_id],
+        )
+
+    # ------------------------------------------------------------------ outlets and feeds
+    def sync_outlets(self, outlets: Iterable[Any]) -> None:
+        rows = []
+        feeds = []
+        for outlet in outlets:
+            rows.append(
+                {
+                    "outlet_id": outlet.outlet_id,
+                    "name": outlet.name,
+                    "country": outlet.country,
+                    "kind": outlet.kind,
+                    "homepage": outlet.homepage,
+                }
+            )
+            feeds.extend({"feed_url": url, "outlet_id": outlet.outlet_id} for url in outlet.feeds)
+        with self.transaction():
+            self._insert(
+                "outlets",
+                rows,
+                "ON CONFLICT (outlet_id) DO UPDATE SET name = excluded.name, "
+                "country = excluded.country, kind = excluded.kind, homepage = excluded.homepage",
+            )
+            self._insert(
+                "feeds",
+                feeds,
+                "ON CONFLICT (feed_url) DO UPDATE SET outlet_id = excluded.outlet_id",
+            )
+
+    def feed_states(self, feed_urls: Iterable[str]) -> dict[str, FeedState]:
+        urls = list(feed_urls)
+        if not urls:
+            return {}
+        rows = self.sql(
+            "SELECT feed_url, outlet_id, etag, last_modified, consecutive_failures FROM feeds "
+            "WHERE list_contains(?, feed_url)",
+            [urls],
+        )
+        return {row[0]: FeedState(*row) for row in rows}
+
+    def update_feed(
+        self,
+        feed_url: str,
+        polled_at: datetime,
+        status: str,
+        error: str | None,
+        etag: str | None,
+        last_modified: str | None,
+        entry_count: int | None,
+    ) -> None:
+        if status == "error":
+            self.sql(
+                "UPDATE feeds SET last_polled_at = ?, last_status = 'error', last_error = ?, "
+                "consecutive_failures = consecutive_failures + 1 WHERE feed_url = ?",
+                [_utc(polled_at), error, feed_url],
+            )
+        else:
+            self.sql(
+                "UPDATE feeds SET last_polled_at = ?, last_status = ?, last_error = ?, "
+                "consecutive_failures = 0, etag = ?, last_modified = ?, "
+                "last_entry_count = coalesce(?, last_entry_count) WHERE feed_url = ?",
+                [_utc(polled_at), status, error, etag, last_modified, entry_count, feed_url],
+            )
+
+    def log_fetches(self, rows: Sequence[dict[str, Any]]) -> int:
+        return self._insert("fetch_log", rows)
+
+    # ------------------------------------------------------------------ articles
+    def known_urls(self, canonical_urls: Iterable[str]) -> set[str]:
+        urls = list(set(canonical_urls))
+        if not urls:
+            return set()
+        rows = self.sql(
+            "SELECT canonical_url FROM articles WHERE list_contains(?, canonical_url)", [urls]
+        )
+        return {row[0] for row in rows}
+
+    def failed_attempts(self, urls: Iterable[str]) -> dict[str, int]:
+        """How many cycles have failed to fetch each article URL (for giving up)."""
+        urls = list(set(urls))
+        if not urls:
+            return {}
+        rows = self.sql(
+            "SELECT url, count(DISTINCT run_id) FROM fetch_log WHERE kind = 'article' "
+            "AND outcome = 'error' AND list_contains(?, url) GROUP BY url",
+            [urls],
+        )
+        return {row[0]: int(row[1]) for row in rows}
+
+    def insert_articles(self, rows: Sequence[dict[str, Any]]) -> int:
+        if not rows:
+            return 0
+        before = self.count("articles")
+        self._insert("articles", rows, "ON CONFLICT DO NOTHING")
+        return self.count("articles") - before
+
+    def count(self, table: str) -> int:
+        return int(self.sql(f"SELECT count(*) FROM {table}")[0][0])
+
+    def articles_to_sign(self, limit: int | None = None) -> list[StoredText]:
+        """Articles with no signature yet, oldest first (the order clustering sees them in)."""
+        query = (
+            "SELECT a.article_id, a.outlet_id, a.text, a.first_seen_at, a.published_at "
+            "FROM articles a ANTI JOIN signatures s USING (article_id) "
+            "ORDER BY a.first_seen_at, a.published_at NULLS LAST, a.article_id"
+        )
+        if limit:
+            query += f" LIMIT {int(limit)}"
+        return [StoredText(*row) for row in self.sql(query)]
+
+    def texts(self, article_ids: Iterable[int]) -> dict[int, StoredText]:
+        ids = list(set(article_ids))
+        if not ids:
+            return {}
+        rows = self.sql(
+            "SELECT article_id, outlet_id, text, first_seen_at, published_at FROM articles "
+            "WHERE list_contains(?, article_id)",
+            [ids],
+        )
+        return {row[0]: StoredText(*row) for row in rows}
+
+    # ------------------------------------------------------------------ detection
+    def ensure_params(self, param_set_id: str, params: dict[str, Any]) -> None:
+        self.sql(
+            "INSERT INTO detection_params VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            [param_set_id, json.dumps(params, sort_keys=True), datetime.now(UTC)],
+        )
+
+    def record_paragraphs(self, rows: Sequence[dict[str, Any]]) -> None:
+        self._insert("outlet_paragraphs", rows, "ON CONFLICT DO NOTHING")
+
+    def chrome_keys(
+        self, outlet_ids: Iterable[str], min_articles: int, pending: pa.Table | None = None
+    ) -> dict[str, set[int]]:
+        """Each outlet's chrome: short paragraphs it repeats in at least `min_articles` of its
+        articles and that no other outlet carries (a claim copied across outlets is not chrome).
+        `pending` adds paragraph rows not yet written (the batch being processed)."""
+        outlets = list(set(outlet_ids))
+        if not outlets:
+            return {}
+        source = "outlet_paragraphs"
+        if pending is not None and pending.num_rows:
+            self.con.register("_pending_paragraphs", pending)
+            source = (
+                "(SELECT outlet_id, paragraph_key, article_id FROM outlet_paragraphs "
+                "UNION SELECT outlet_id, paragraph_key, article_id FROM _pending_paragraphs)"
+            )
+        try:
+            rows = self.sql(
+                f"""
+                WITH p AS (SELECT * FROM {source}),
+                keys AS (
+                    SELECT DISTINCT paragraph_key FROM p WHERE list_contains(?, outlet_id)
+                ),
+                counts AS (
+                    SELECT paragraph_key, outlet_id, count(DISTINCT article_id) AS n
+                    FROM p SEMI JOIN keys USING (paragraph_key)
+                    GROUP BY paragraph_key, outlet_id
+                )
+                SELECT outlet_id, paragraph_key FROM counts c
+                WHERE n >= ? AND list_contains(?, outlet_id)
+                  AND NOT EXISTS (SELECT 1 FROM counts o WHERE o.paragraph_key = c.paragraph_key
+                                  AND o.outlet_id <> c.outlet_id)
+                """,
+                [outlets, min_articles, outlets],
+            )
+        finally:
+            if source != "outlet_paragraphs":
+                self.con.unregister("_pending_paragraphs")
+        result: dict[str, set[int]] = {outlet: set() for outlet in outlets}
+        for outlet, key in rows:
+            result[outlet].add(int(key))
+        return result
+
+    def candidate_pairs(
+        self, new_bands: pa.Table, max_per_article: int
+    ) -> list[tuple[int, int, int]]:
+        """(new_id, other_id, shared bands) for every pair sharing a band hash, where other is
+        any stored article or another article of the batch. At most `max_per_article` others
+        per new article, those sharing most bands first."""
+        if new_bands.num_rows == 0:
+            return []
+        self.con.register("_new_bands", new_bands)
+        try:
+            rows = self.sql(
+                """
+                WITH pairs AS (
+                    SELECT n.article_id AS new_id, o.article_id AS other_id, count(*) AS hits
+                    FROM _new_bands n
+                    JOIN (SELECT article_id, band, band_hash FROM lsh_bands
+                          UNION ALL
+                          SELECT article_id, band, band_hash FROM _new_bands) o
+                      ON n.band = o.band AND n.band_hash = o.band_hash
+                    WHERE n.article_id <> o.article_id
+                    GROUP BY n.article_id, o.article_id
+                )
+                SELECT new_id, other_id, hits FROM pairs
+                QUALIFY row_number() OVER (PARTITION BY new_id ORDER BY hits DESC, other_id)
+                        <= ?
+                """,
+                [max_per_article],
+            )
+        finally:
+            self.con.unregister("_new_bands")
+        return [(int(a), int(b), int(h)) for a, b, h in rows]
+
+    def memberships(self, article_ids: Iterable[int]) -> dict[int, str]:
+        ids = list(set(article_ids))
+        if not ids:
+            return {}
+        rows = self.sql(
+            "SELECT article_id, cluster_id FROM cluster_members WHERE list_contains(?, article_id)",
+            [ids],
+        )
+        return {int(a): c for a, c in rows}
+
+    def cluster_births(self, cluster_ids: Iterable[str]) -> dict[str, tuple]:
+        ids = list(set(cluster_ids))
+        if not ids:
+            return {}
+        rows = self.sql(
+            "SELECT cluster_id, created_at, founder_article_id FROM clusters "
+            "WHERE list_contains(?, cluster_id)",
+            [ids],
+        )
+        return {c: (_utc(created), int(founder)) for c, created, founder in rows}
+
+    def write_detection(
+        self,
+        *,
+        param_set_id: str,
+        article_ids: Sequence[int],
+        minhashes: np.ndarray,
+        shingle_counts: Sequence[int],
+        passage_counts: Sequence[int],
+        bands: pa.Table,
+        paragraphs: pa.Table,
+        new_clusters: Sequence[dict[str, Any]],
+        members: Sequence[dict[str, Any]],
+        matches: Sequence[dict[str, Any]],
+        merges: Sequence[dict[str, Any]],
+    ) -> None:
+        """Everything one detection pass decided, in one transaction: a crash leaves either
+        all of it or none of it, and the next cycle redoes what is missing."""
+        n, perms = minhashes.shape if minhashes.size else (0, 128)
+        signatures = pa.table(
+            {
+                "article_id": pa.array(article_ids, pa.int64()),
+                "param_set_id": pa.array([param_set_id] * n, pa.string()),
+                "shingle_count": pa.array(shingle_counts, pa.int32()),
+                "passage_count": pa.array(passage_counts, pa.int32()),
+                "minhash": pa.FixedSizeListArray.from_arrays(
+                    pa.array(minhashes.reshape(-1), pa.uint32()), perms
+                ),
+            }
+        )
+        with self.transaction():
+            self._insert("signatures", signatures, "ON CONFLICT DO NOTHING")
+            self._insert("lsh_bands", bands)
+            self._insert("outlet_paragraphs", paragraphs, "ON CONFLICT DO NOTHING")
+            self._insert("clusters", list(new_clusters), "ON CONFLICT DO NOTHING")
+            for merge in merges:
+                self.sql(
+                    "UPDATE cluster_members SET cluster_id = ? WHERE cluster_id = ?",
+                    [merge["survivor_cluster_id"], merge["absorbed_cluster_id"]],
+                )
+                self.sql(
+                    "UPDATE clusters SET status = 'merged', merged_into = ? WHERE cluster_id = ?",
+                    [merge["survivor_cluster_id"], merge["absorbed_cluster_id"]],
+                )
+                self.sql(
+                    "UPDATE clusters SET merged_into = ? WHERE merged_into = ?",
+                    [merge["survivor_cluster_id"], merge["absorbed_cluster_id"]],
+                )
+            self._insert("cluster_merges", list(merges))
+            self._insert("cluster_members", list(members), "ON CONFLICT DO NOTHING")
+            self._insert("article_matches", list(matches), "ON CONFLICT DO NOTHING")
+
+
+class _Transaction:
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.con = con
+
+    def __enter__(self) -> None:
+        self.con.execute("BEGIN TRANSACTION")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.con.execute("ROLLBACK" if exc_type else "COMMIT")

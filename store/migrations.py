@@ -1,0 +1,190 @@
+"""The DuckDB schema as recorded migrations: each applied once, in a transaction, by name.
+Append new migrations; never edit one that has shipped."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import duckdb
+
+Migration = tuple[str, Callable[[duckdb.DuckDBPyConnection], None]]
+
+
+def _001_initial(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE TABLE outlets (
+            outlet_id   VARCHAR PRIMARY KEY,
+            name        VARCHAR NOT NULL,
+            country     VARCHAR,
+            kind        VARCHAR,
+            homepage    VARCHAR
+        );
+        CREATE TABLE feeds (
+            feed_url             VARCHAR PRIMARY KEY,
+            outlet_id            VARCHAR NOT NULL,
+            etag                 VARCHAR,
+            last_modified        VARCHAR,
+            last_polled_at       TIMESTAMPTZ,
+            last_status          VARCHAR,      -- ok | not-modified | error
+            last_error           VARCHAR,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            last_entry_count     INTEGER
+        );
+        CREATE TABLE runs (
+            run_id             VARCHAR PRIMARY KEY,
+            started_at         TIMESTAMPTZ NOT NULL,
+            finished_at        TIMESTAMPTZ,
+            as_of              TIMESTAMPTZ NOT NULL,
+            status             VARCHAR NOT NULL,  -- running | completed | failed
+            outlets_file       VARCHAR,
+            feeds_polled       INTEGER,
+            feeds_not_modified INTEGER,
+            feeds_failed       INTEGER,
+            entries_seen       INTEGER,
+            articles_new       INTEGER,
+            articles_failed    INTEGER,
+            clusters_new       INTEGER,
+            clusters_joined    INTEGER,
+            clusters_merged    INTEGER,
+            error              VARCHAR
+        );
+        CREATE TABLE fetch_log (
+            run_id      VARCHAR NOT NULL,
+            fetched_at  TIMESTAMPTZ NOT NULL,
+            kind        VARCHAR NOT NULL,   -- feed | article
+            url         VARCHAR NOT NULL,
+            final_url   VARCHAR,
+            outlet_id   VARCHAR,
+            status_code INTEGER,
+            outcome     VARCHAR NOT NULL,   -- ok | not-modified | salvaged | fallback | error
+            error_kind  VARCHAR,            -- transient | terminal
+            error       VARCHAR,
+            attempts    INTEGER,
+            elapsed_ms  DOUBLE,
+            bytes       BIGINT
+        );
+        CREATE TABLE articles (
+            article_id    BIGINT PRIMARY KEY,   -- from the canonical URL
+            canonical_url VARCHAR NOT NULL UNIQUE,
+            url           VARCHAR NOT NULL,     -- the link as the feed gave it
+            outlet_id     VARCHAR NOT NULL,
+            feed_url      VARCHAR,
+            title         VARCHAR,
+            author        VARCHAR,
+            sitename      VARCHAR,
+            language      VARCHAR,
+            published_at  TIMESTAMPTZ,          -- from the feed, else the page
+            first_seen_at TIMESTAMPTZ NOT NULL, -- when narratrace first saw it
+            text          VARCHAR NOT NULL,
+            text_source   VARCHAR NOT NULL,     -- page | feed
+            content_hash  VARCHAR NOT NULL,     -- sha1 of the normalised text
+            word_count    INTEGER NOT NULL,
+            run_id        VARCHAR NOT NULL
+        );
+        CREATE TABLE detection_params (
+            param_set_id VARCHAR PRIMARY KEY,
+            params       JSON NOT NULL,
+            created_at   TIMESTAMPTZ NOT NULL
+        );
+        CREATE TABLE signatures (
+            article_id    BIGINT PRIMARY KEY,
+            param_set_id  VARCHAR NOT NULL,
+            shingle_count INTEGER NOT NULL,
+            passage_count INTEGER NOT NULL,
+            minhash       UINTEGER[128] NOT NULL
+        );
+        -- LSH bands of the whole text (passage_no 0) and of each passage, matched with a join
+        CREATE TABLE lsh_bands (
+            article_id BIGINT NOT NULL,
+            passage_no SMALLINT NOT NULL,
+            band       UTINYINT NOT NULL,
+            band_hash  UBIGINT NOT NULL
+        );
+        -- which short paragraphs each outlet repeats: the outlet's site chrome
+        CREATE TABLE outlet_paragraphs (
+            outlet_id     VARCHAR NOT NULL,
+            paragraph_key BIGINT NOT NULL,
+            article_id    BIGINT NOT NULL,
+            PRIMARY KEY (outlet_id, paragraph_key, article_id)
+        );
+        CREATE TABLE clusters (
+            cluster_id         VARCHAR PRIMARY KEY,
+            founder_article_id BIGINT NOT NULL,
+            created_at         TIMESTAMPTZ NOT NULL,
+            status             VARCHAR NOT NULL,   -- active | merged
+            merged_into        VARCHAR,
+            run_id             VARCHAR NOT NULL
+        );
+        CREATE TABLE cluster_members (
+            article_id         BIGINT PRIMARY KEY,
+            cluster_id         VARCHAR NOT NULL,
+            matched_article_id BIGINT,            -- NULL for the founder
+            match_kind         VARCHAR,           -- copy | passage
+            similarity         DOUBLE,            -- Jaccard of word shingles
+            containment        DOUBLE,
+            matched_passage    VARCHAR,
+            joined_at          TIMESTAMPTZ NOT NULL,
+            run_id             VARCHAR NOT NULL
+        );
+        -- every verified match, including those that did not decide membership
+        CREATE TABLE article_matches (
+            article_id       BIGINT NOT NULL,
+            other_article_id BIGINT NOT NULL,
+            match_kind       VARCHAR NOT NULL,
+            similarity       DOUBLE NOT NULL,
+            containment      DOUBLE NOT NULL,
+            shared_shingles  INTEGER NOT NULL,
+            run_shingles     INTEGER NOT NULL,
+            matched_passage  VARCHAR,
+            PRIMARY KEY (article_id, other_article_id)
+        );
+        CREATE TABLE cluster_merges (
+            absorbed_cluster_id VARCHAR NOT NULL,
+            survivor_cluster_id VARCHAR NOT NULL,
+            via_article_id      BIGINT NOT NULL,
+            merged_at           TIMESTAMPTZ NOT NULL,
+            run_id              VARCHAR NOT NULL
+        );
+        """
+    )
+
+
+def _002_views(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE VIEW article_clusters AS
+        SELECT a.article_id, a.canonical_url AS url, o.name AS outlet, a.title,
+               a.published_at, a.first_seen_at, m.cluster_id
+        FROM articles a
+        JOIN outlets o USING (outlet_id)
+        LEFT JOIN cluster_members m USING (article_id);
+
+        CREATE VIEW cluster_summary AS
+        WITH members AS (
+            SELECT m.cluster_id, a.article_id, a.title, a.first_seen_at, a.published_at,
+                   o.name AS outlet,
+                   row_number() OVER (PARTITION BY m.cluster_id
+                                      ORDER BY a.first_seen_at, a.published_at NULLS LAST,
+                                               a.article_id) AS seen_rank
+            FROM cluster_members m
+            JOIN articles a USING (article_id)
+            JOIN outlets o ON o.outlet_id = a.outlet_id
+        )
+        SELECT cluster_id,
+               max(CASE WHEN seen_rank = 1 THEN title END) AS label,
+               min(first_seen_at) AS first_seen_at,
+               max(first_seen_at) AS last_seen_at,
+               max(CASE WHEN seen_rank = 1 THEN outlet END) AS origin_outlet,
+               count(*) AS article_count,
+               count(DISTINCT outlet) AS outlet_count
+        FROM members
+        GROUP BY cluster_id;
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [
+    ("001_initial", _001_initial),
+    ("002_views", _002_views),
+]
