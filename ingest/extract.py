@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import trafilatura
+from trafilatura.deduplication import LRUCache
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def is_html(content_type: str, body: bytes) -> bool:
     kind = content_type.split(";", 1)[0].strip().lower()
     if kind:
         return kind in HTML_TYPES
-    head = body[:512].lstrip().lower()
+    head = body[:512].removeprefix(b"\xef\xbb\xbf").lstrip().lower()  # UTF-8 BOM
     return head.startswith((b"<!doctype html", b"<html"))
 
 
@@ -63,7 +64,9 @@ def extract_article(body: bytes, url: str, content_type: str = "") -> Extracted:
         favor_precision=True,
         include_comments=False,
         include_tables=False,
-        deduplicate=True,
+        # A fresh cache per page: trafilatura's default cache is process-wide, so a story
+        # syndicated verbatim (or a page fetched again) would be dropped after a few copies.
+        deduplicate=LRUCache(maxsize=4096),
     )
     if not raw:
         raise ExtractionError("no main text found in the page")

@@ -39,6 +39,8 @@ class ParsedFeed:
     is_feed: bool  # False when the body is not a feed at all (an HTML page, empty body, ...)
 
 
+_BENIGN_BOZO = (feedparser.NonXMLContentType, feedparser.CharacterEncodingOverride)
+
 _BLOCK_END = re.compile(r"</(p|div|li|h[1-6]|blockquote|tr)\s*>|<br\s*/?>", re.I)
 _TAG = re.compile(r"<[^>]+>")
 _SPACES = re.compile(r"[ \t\r\f\v]+")
@@ -83,8 +85,9 @@ def parse_feed(body: bytes, url: str, content_type: str = "") -> ParsedFeed:
     parsed = feedparser.parse(body, response_headers=headers)
     version = parsed.get("version", "")
     problem = None
-    if parsed.get("bozo"):
-        exc = parsed.get("bozo_exception")
+    exc = parsed.get("bozo_exception")
+    # A feed served with a non-XML or charset-less content type is not malformed.
+    if parsed.get("bozo") and not isinstance(exc, _BENIGN_BOZO):
         problem = f"malformed feed: {type(exc).__name__}: {exc}" if exc else "malformed feed"
     entries: list[FeedEntry] = []
     seen: set[str] = set()

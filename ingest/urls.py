@@ -18,9 +18,13 @@ def canonical_url(url: str) -> str:
     tracking parameters (utm_*, fbclid, gclid, ...) and the fragment removed."""
     url = url.strip()
     try:
-        return normalize_url(url, strict=True)
+        # Not strict: strict mode drops every query parameter outside a short allow-list, so
+        # distinct articles such as /news.php?nid=1 and ?nid=2 would share one identity.
+        # Split first: given a string, courlan HTML-unescapes it, turning "&section=" into "§ion=".
+        url = normalize_url(urlsplit(url), strict=False)
     except ValueError:
-        return url.split("#", 1)[0]
+        pass
+    return url.split("#", 1)[0]
 
 
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
