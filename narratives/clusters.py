@@ -101,10 +101,10 @@ def assign(
             continue
         best_by_cluster: dict[str, Match] = {}
         for match in found:
-            cluster = index.cluster_of(match.other_id)
-            assert cluster is not None
-            if cluster not in best_by_cluster or match.strength > best_by_cluster[cluster].strength:
-                best_by_cluster[cluster] = match
+            of = index.cluster_of(match.other_id)
+            assert of is not None
+            if of not in best_by_cluster or match.strength > best_by_cluster[of].strength:
+                best_by_cluster[of] = match
         ranked = sorted(best_by_cluster.items(), key=lambda kv: kv[1].strength, reverse=True)
         primary_cluster, primary = ranked[0]
         for cluster, match in ranked[1:]:

@@ -106,8 +106,14 @@ def sign(tokens: Tokens, params: DetectionParams) -> Signed:
         return Signed(tokens, hashes, empty, (), np.empty((0, params.num_perm), np.uint32))
     matrix = permuted(hashes, params)
     signature = matrix.min(axis=0)
-    starts = np.asarray([p.first_shingle for p in passages], dtype=np.intp)
-    passage_sigs = np.minimum.reduceat(matrix, starts, axis=0) if len(passages) else matrix[:0]
+    # each passage over its own shingles only: the shingles that start in its last
+    # shingle_size - 1 words reach into the next passage, whose words are not there when the
+    # passage is quoted elsewhere
+    passage_sigs = (
+        np.vstack([matrix[p.first_shingle : p.last_shingle + 1].min(axis=0) for p in passages])
+        if passages
+        else matrix[:0]
+    )
     return Signed(tokens, hashes, signature, tuple(passages), passage_sigs)
 
 

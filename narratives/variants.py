@@ -13,7 +13,7 @@ _NUMBER = re.compile(r"(?<![\w.,])\d[\d,.]*\d(?![\w])|(?<![\w.,])\d(?![\w.,])")
 _WIRE = re.compile(
     r"\((?:with inputs from )?(?:agencies|agency|pti|ani|ians|reuters|afp|ap|app|ips|"
     r"[a-z ]*(?:wire|press|news) (?:service|agency))\)"
-    r"|^\s*[—–-]\s*[A-Z]{2,5}\s*$"
+    r"|^\s*[—–-]\s*(?-i:[A-Z]{2,5})\s*$"  # an agency's initials alone on a line
     r"|published from a (?:wire )?agency feed"
     r"|\b(?:reuters|afp|associated press|press trust of india)\s*$",
     re.I | re.M,
@@ -89,10 +89,17 @@ def parse_watchlist(source: str, where: str = "<watchlist>") -> tuple[WatchNarra
         data = tomllib.loads(source)
     except tomllib.TOMLDecodeError as exc:
         raise WatchlistError(f"{where}: not valid TOML: {exc}") from None
+    tables = data.get("narratives", [])
+    if not isinstance(tables, list):
+        raise WatchlistError(f"{where}: 'narratives' must be an array of tables ([[narratives]])")
     result = []
-    for index, table in enumerate(data.get("narratives", []), start=1):
+    for index, table in enumerate(tables, start=1):
         if not isinstance(table, dict) or not table.get("key") or not table.get("phrases"):
             raise WatchlistError(f"{where}: narrative #{index} needs 'key' and 'phrases'")
+        if not isinstance(table["phrases"], list):
+            raise WatchlistError(
+                f"{where}: narrative #{index} ({table['key']}): 'phrases' must be a list of strings"
+            )
         phrases = tuple(p for p in (normalise(str(x)) for x in table["phrases"]) if p)
         result.append(
             WatchNarrative(

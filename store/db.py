@@ -51,6 +51,24 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _open_hint(error: str) -> str:
+    """What to do about a database that cannot be opened, by the cause DuckDB reports."""
+    lowered = error.lower()
+    if "lock" in lowered:
+        return (
+            "Another narratrace process may be writing to it; DuckDB allows one writer at a "
+            "time. Wait for that process to finish and try again."
+        )
+    if "is a directory" in lowered:
+        return "The path is a directory; give the path of a database file (e.g. narratrace.duckdb)."
+    if "not a valid duckdb database" in lowered:
+        return (
+            "The file exists but is not a DuckDB database; check the path, or move the file "
+            "away to start a new database there."
+        )
+    return "Check that the path is a writable DuckDB database file."
+
+
 class Store:
     def __init__(self, path: Path | str, read_only: bool = False):
         self.path = str(path)
@@ -59,10 +77,7 @@ class Store:
         try:
             self.con = duckdb.connect(self.path, read_only=read_only)
         except duckdb.IOException as exc:
-            raise StoreError(
-                f"cannot open {self.path}: {exc}. Another narratrace process may be writing to "
-                "it; DuckDB allows one writer at a time."
-            ) from None
+            raise StoreError(f"cannot open {self.path}: {exc}. {_open_hint(str(exc))}") from None
         self.sql("SET TimeZone = 'UTC'")
         if not read_only:
             self.migrate()
@@ -161,8 +176,8 @@ class Store:
 
     # ------------------------------------------------------------------ outlets and feeds
     def sync_outlets(self, outlets: Iterable[Any]) -> None:
-        rows = []
-        feeds = []
+        rows: list[dict[str, Any]] = []
+        feeds: list[dict[str, Any]] = []
         for outlet in outlets:
             rows.append(
                 {

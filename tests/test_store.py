@@ -1,0 +1,446 @@
+"""The DuckDB store: migrations, views, idempotent writes, feed state, errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from flows.stages import NewEntry, _article_row, article_id_for
+from ingest.feeds import FeedEntry
+from store.db import FeedState, Store, StoreError
+from store.migrations import MIGRATIONS
+from store.queries import daily_cluster_members, day_stats, merges_into, unhealthy_feeds
+
+T0 = datetime(2025, 5, 2, 8, 0, tzinfo=UTC)
+
+OUTLETS = [
+    SimpleNamespace(
+        outlet_id="river-times",
+        name="River Times",
+        country="IN",
+        kind="news-portal",
+        homepage="https://rivertimes.example",
+        feeds=["https://rivertimes.example/rss", "https://rivertimes.example/city/rss"],
+    ),
+    SimpleNamespace(
+        outlet_id="hill-post",
+        name="Hill Post",
+        country="NP",
+        kind="blog",
+        homepage="https://hillpost.example",
+        feeds=["https://hillpost.example/feed"],
+    ),
+]
+
+
+def _row(outlet: str, slug: str, seen: datetime, title: str = "", text: str = "", run="r1"):
+    homepage = {
+        "river-times": "https://rivertimes.example",
+        "hill-post": "https://hillpost.example",
+    }
+    url = f"{homepage[outlet]}/news/{slug}"
+    entry = FeedEntry(
+        url=url,
+        canonical_url=url,
+        title=title or slug.replace("-", " ").title(),
+        published_at=seen - timedelta(hours=1),
+        author="Staff",
+        summary="",
+        content="",
+    )
+    new = NewEntry(entry, outlet, f"{homepage[outlet]}/rss")
+    return _article_row(new, run, seen, text or f"Body of {slug}, a short story.", "page")
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store(tmp_path / "narratrace.duckdb") as s:
+        s.sync_outlets(OUTLETS)
+        yield s
+
+
+def test_migrations_are_applied_once_and_recorded(tmp_path):
+    path = tmp_path / "db" / "store.duckdb"  # the parent folder is created
+    with Store(path) as s:
+        rows = s.sql("SELECT name, applied_at FROM schema_migrations ORDER BY name")
+        assert [r[0] for r in rows] == [name for name, _ in MIGRATIONS]
+        assert s.migrate() == []
+    with Store(path) as s:
+        again = s.sql("SELECT name, applied_at FROM schema_migrations ORDER BY name")
+        assert again == rows
+        assert s.count("articles") == 0
+    with Store(path, read_only=True) as s:
+        assert s.count("schema_migrations") == len(MIGRATIONS)
+
+
+def test_a_failed_migration_rolls_back_and_is_not_recorded(tmp_path, monkeypatch):
+    import store.db as db
+
+    def broken(con):
+        con.execute("CREATE TABLE half_done (x INTEGER)")
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(db, "MIGRATIONS", [*MIGRATIONS, ("003_broken", broken)])
+    with pytest.raises(RuntimeError, match="boom"):
+        Store(tmp_path / "s.duckdb")
+    monkeypatch.setattr(db, "MIGRATIONS", MIGRATIONS)
+    with Store(tmp_path / "s.duckdb") as s:
+        assert s.count("schema_migrations") == len(MIGRATIONS)
+        tables = {r[0] for r in s.sql("SELECT table_name FROM information_schema.tables")}
+        assert "half_done" not in tables
+
+
+def _columns(store: Store, view: str) -> list[str]:
+    return [r[0] for r in store.sql(f"DESCRIBE {view}")]
+
+
+def test_views_have_the_documented_columns(store):
+    assert _columns(store, "article_clusters") == [
+        "article_id",
+        "url",
+        "outlet",
+        "title",
+        "published_at",
+        "first_seen_at",
+        "cluster_id",
+    ]
+    assert _columns(store, "cluster_summary") == [
+        "cluster_id",
+        "label",
+        "first_seen_at",
+        "last_seen_at",
+        "origin_outlet",
+        "article_count",
+        "outlet_count",
+    ]
+
+
+def _member(article_id: int, cluster: str, at: datetime) -> dict:
+    return {
+        "article_id": article_id,
+        "cluster_id": cluster,
+        "matched_article_id": None,
+        "match_kind": None,
+        "similarity": None,
+        "containment": None,
+        "matched_passage": None,
+        "joined_at": at,
+        "run_id": "r1",
+    }
+
+
+def test_view_values_origin_is_the_earliest_first_seen(store):
+    late = _row("river-times", "dam-report-copy", T0 + timedelta(hours=5), "Copy title")
+    early = _row("hill-post", "dam-report", T0, "Dam report")
+    middle = _row("river-times", "dam-report-again", T0 + timedelta(hours=2), "Again")
+    alone = _row("hill-post", "unclustered", T0 + timedelta(hours=1), "No cluster yet")
+    assert store.insert_articles([late, early, middle, alone]) == 4
+    store._insert(
+        "cluster_members",
+        [_member(r["article_id"], "Ndam", r["first_seen_at"]) for r in (late, early, middle)],
+    )
+    (summary,) = store.sql("SELECT * FROM cluster_summary")
+    assert summary == (
+        "Ndam",
+        "Dam report",
+        T0,
+        T0 + timedelta(hours=5),
+        "Hill Post",
+        3,
+        2,
+    )
+    rows = {r[0]: r for r in store.sql("SELECT * FROM article_clusters")}
+    assert rows[early["article_id"]] == (
+        early["article_id"],
+        "https://hillpost.example/news/dam-report",
+        "Hill Post",
+        "Dam report",
+        T0 - timedelta(hours=1),
+        T0,
+        "Ndam",
+    )
+    assert rows[alone["article_id"]][-1] is None  # not clustered yet, still listed
+    assert len(rows) == 4
+
+
+def test_insert_articles_is_idempotent(store):
+    rows = [_row("river-times", f"story-{i}", T0 + timedelta(minutes=i)) for i in range(3)]
+    assert store.insert_articles(rows) == 3
+    assert store.insert_articles(rows) == 0
+    assert store.insert_articles([]) == 0
+    # the same canonical URL under another id is not a second article
+    clash = dict(rows[0], article_id=rows[0]["article_id"] ^ 1)
+    assert store.insert_articles([clash, _row("hill-post", "new-one", T0)]) == 1
+    assert store.count("articles") == 4
+    assert store.known_urls([rows[1]["canonical_url"], "https://nowhere.example/x"]) == {
+        rows[1]["canonical_url"]
+    }
+    assert rows[0]["article_id"] == article_id_for(rows[0]["canonical_url"])
+
+
+def test_articles_to_sign_oldest_first_and_texts(store):
+    rows = [
+        _row("river-times", "b", T0 + timedelta(hours=2)),
+        _row("river-times", "a", T0),
+        _row("hill-post", "c", T0 + timedelta(hours=1)),
+    ]
+    store.insert_articles(rows)
+    pending = store.articles_to_sign()
+    assert [p.article_id for p in pending] == [
+        rows[1]["article_id"],
+        rows[2]["article_id"],
+        rows[0]["article_id"],
+    ]
+    assert pending[0].first_seen_at == T0 and pending[0].outlet_id == "river-times"
+    assert len(store.articles_to_sign(limit=2)) == 2
+    texts = store.texts([rows[2]["article_id"]])
+    assert texts[rows[2]["article_id"]].text == rows[2]["text"]
+
+
+def test_sync_outlets_upserts_outlets_and_feeds(store):
+    renamed = SimpleNamespace(
+        **{**vars(OUTLETS[1]), "name": "The Hill Post", "feeds": ["https://hillpost.example/feed"]}
+    )
+    store.sync_outlets([renamed])
+    assert store.sql("SELECT name FROM outlets WHERE outlet_id = 'hill-post'") == [
+        ("The Hill Post",)
+    ]
+    assert store.count("outlets") == 2
+    assert store.count("feeds") == 3
+
+
+def test_feed_state_and_consecutive_failures(store):
+    url = "https://rivertimes.example/rss"
+    states = store.feed_states([url, "https://unknown.example/rss"])
+    assert states == {url: FeedState(url, "river-times", None, None, 0)}
+    store.update_feed(url, T0, "ok", None, '"v1"', "Fri, 02 May 2025 08:00:00 GMT", 25)
+    store.update_feed(url, T0 + timedelta(minutes=15), "error", "timed out", None, None, None)
+    store.update_feed(url, T0 + timedelta(minutes=30), "error", "HTTP 503", None, None, None)
+    state = store.feed_states([url])[url]
+    assert state.consecutive_failures == 2
+    assert state.etag == '"v1"'  # kept through failures for the next conditional request
+    assert unhealthy_feeds(store) == [("River Times", url, "error", "HTTP 503", 2)]
+    store.update_feed(url, T0 + timedelta(minutes=45), "not-modified", None, '"v1"', None, None)
+    state = store.feed_states([url])[url]
+    assert state.consecutive_failures == 0
+    row = store.sql(
+        "SELECT last_status, last_error, last_entry_count, last_polled_at FROM feeds "
+        "WHERE feed_url = ?",
+        [url],
+    )
+    assert row == [("not-modified", None, 25, T0 + timedelta(minutes=45))]
+    assert unhealthy_feeds(store) == []
+    assert store.feed_states([]) == {}
+
+
+def _fetch(run: str, url: str, outcome: str, kind: str = "article") -> dict:
+    return {
+        "run_id": run,
+        "fetched_at": T0,
+        "kind": kind,
+        "url": url,
+        "outlet_id": "river-times",
+        "outcome": outcome,
+        "error": "HTTP 500" if outcome == "error" else None,
+    }
+
+
+def test_failed_attempts_count_distinct_runs(store):
+    a, b, c = (f"https://rivertimes.example/news/{x}" for x in "abc")
+    store.log_fetches(
+        [
+            _fetch("r1", a, "error"),
+            _fetch("r1", a, "error"),  # a retry within one run counts once
+            _fetch("r2", a, "error"),
+            _fetch("r3", a, "ok"),
+            _fetch("r1", b, "ok"),
+            _fetch("r1", c, "error", kind="feed"),
+        ]
+    )
+    assert store.failed_attempts([a, b, c, a]) == {a: 2}
+    assert store.failed_attempts([]) == {}
+    assert day_stats(store, T0, T0 + timedelta(days=1)) == (0, 0, 4)
+
+
+def test_finish_run_rejects_unknown_counts(store):
+    store.begin_run("r9", T0, "outlets.toml")
+    store.finish_run("r9", "completed", {"articles_new": 4}, None)
+    assert store.sql("SELECT status, articles_new, as_of FROM runs") == [("completed", 4, T0)]
+    with pytest.raises(ValueError, match="unknown run counts: \\['articles_nwe'\\]"):
+        store.finish_run("r9", "completed", {"articles_nwe": 4}, None)
+
+
+def test_chrome_keys_are_repeated_by_one_outlet_only(store):
+    rows = []
+    for article in range(1, 4):
+        rows.append({"outlet_id": "river-times", "paragraph_key": 111, "article_id": article})
+        rows.append({"outlet_id": "river-times", "paragraph_key": 222, "article_id": article})
+    rows.append({"outlet_id": "hill-post", "paragraph_key": 222, "article_id": 9})  # a shared claim
+    rows.append({"outlet_id": "river-times", "paragraph_key": 333, "article_id": 1})
+    store.record_paragraphs(rows[:4])
+    pending = pa.Table.from_pylist(rows[4:])
+    assert store.chrome_keys(["river-times"], 3) == {"river-times": set()}  # only 2 stored
+    assert store.chrome_keys(["river-times", "hill-post"], 3, pending=pending) == {
+        "river-times": {111},
+        "hill-post": set(),
+    }
+    assert store.chrome_keys([], 3) == {}
+
+
+def _bands(rows: list[tuple[int, int, int]]) -> pa.Table:
+    return pa.table(
+        {
+            "article_id": pa.array([r[0] for r in rows], pa.int64()),
+            "passage_no": pa.array([0] * len(rows), pa.int16()),
+            "band": pa.array([r[1] for r in rows], pa.uint8()),
+            "band_hash": pa.array([r[2] for r in rows], pa.uint64()),
+        }
+    )
+
+
+def test_candidate_pairs_join_stored_and_batch_bands(store):
+    store._insert("lsh_bands", _bands([(1, 0, 10), (1, 1, 11), (2, 0, 10), (3, 5, 99)]))
+    new = _bands([(7, 0, 10), (7, 1, 11), (8, 1, 11), (8, 2, 2**64 - 1)])
+    pairs = store.candidate_pairs(new, max_per_article=10)
+    assert sorted(pairs) == [(7, 1, 2), (7, 2, 1), (7, 8, 1), (8, 1, 1), (8, 7, 1)]
+    assert sorted(store.candidate_pairs(new, max_per_article=1)) == [(7, 1, 2), (8, 1, 1)]
+    assert store.candidate_pairs(_bands([]), 10) == []
+
+
+def test_write_detection_merges_repoint_members_and_chains(store):
+    rows = [_row("river-times", f"s{i}", T0 + timedelta(hours=i)) for i in range(3)]
+    store.insert_articles(rows)
+    ids = [r["article_id"] for r in rows]
+
+    def write(article_ids, clusters, members, merges):
+        n = len(article_ids)
+        store.write_detection(
+            param_set_id="p",
+            article_ids=article_ids,
+            minhashes=np.zeros((n, 128), np.uint32),
+            shingle_counts=[5] * n,
+            passage_counts=[1] * n,
+            bands=_bands([]),
+            paragraphs=pa.Table.from_pylist([]),
+            new_clusters=[
+                {
+                    "cluster_id": c,
+                    "founder_article_id": f,
+                    "created_at": T0,
+                    "status": "active",
+                    "merged_into": None,
+                    "run_id": "r1",
+                }
+                for c, f in clusters
+            ],
+            members=members,
+            matches=[],
+            merges=[
+                {
+                    "absorbed_cluster_id": a,
+                    "survivor_cluster_id": s,
+                    "via_article_id": v,
+                    "merged_at": T0,
+                    "run_id": "r1",
+                }
+                for a, s, v in merges
+            ],
+        )
+
+    write(
+        ids[:2],
+        [("Nb", ids[0]), ("Nc", ids[1])],
+        [_member(ids[0], "Nb", T0), _member(ids[1], "Nc", T0)],
+        [],
+    )
+    write([ids[2]], [("Na", ids[2])], [_member(ids[2], "Na", T0)], [("Nc", "Nb", ids[2])])
+    write([], [], [], [("Nb", "Na", ids[2])])
+    assert store.memberships(ids) == dict.fromkeys(ids, "Na")
+    clusters = dict(
+        (c, (status, into))
+        for c, status, into in store.sql("SELECT cluster_id, status, merged_into FROM clusters")
+    )
+    assert clusters == {"Na": ("active", None), "Nb": ("merged", "Na"), "Nc": ("merged", "Na")}
+    assert merges_into(store, ["Na", "Nb"]) == {"Nb": ["Nc"], "Na": ["Nb"]}
+    assert store.cluster_births(["Na", "Nx"]) == {"Na": (T0, ids[2])}
+    assert store.count("signatures") == 3
+
+
+def test_daily_cluster_members_lists_spread_clusters_gaining_articles(store):
+    a = _row("hill-post", "origin", T0, "Origin")
+    b = _row("river-times", "copy", T0 + timedelta(days=1), "Copy")
+    c = _row("river-times", "solo", T0 + timedelta(days=1), "Solo")
+    store.insert_articles([a, b, c])
+    store._insert(
+        "cluster_members",
+        [
+            _member(a["article_id"], "Nspread", T0),
+            _member(b["article_id"], "Nspread", T0),
+            _member(c["article_id"], "Nsolo", T0),
+        ],
+    )
+    day2 = T0 + timedelta(days=1) - timedelta(hours=8)
+    members = daily_cluster_members(store, day2, day2 + timedelta(days=1))
+    assert [(m.cluster_id, m.title) for m in members] == [
+        ("Nspread", "Origin"),
+        ("Nspread", "Copy"),
+    ]
+    # the day before the copy arrived the cluster had one outlet: nothing to report
+    assert daily_cluster_members(store, T0 - timedelta(hours=8), day2) == []
+
+
+def test_directory_path_raises_store_error(tmp_path):
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    with pytest.raises(StoreError, match="a-folder") as info:
+        Store(folder)
+    assert "directory" in str(info.value)
+    assert "another" not in str(info.value).lower()
+
+
+def test_non_duckdb_file_raises_store_error(tmp_path):
+    junk = tmp_path / "notes.duckdb"
+    junk.write_text("these are some notes, not a database\n" * 200)
+    with pytest.raises(StoreError, match="notes.duckdb") as info:
+        Store(junk)
+    message = str(info.value)
+    assert "not a valid DuckDB database" in message
+    assert "another" not in message.lower()
+
+
+def test_locked_database_raises_store_error(tmp_path):
+    path = tmp_path / "locked.duckdb"
+    Store(path).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys, duckdb
+                con = duckdb.connect({str(path)!r})
+                print("locked", flush=True)
+                sys.stdin.read()
+                """
+            ),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(StoreError, match="Another narratrace process") as info:
+            Store(path)
+        assert "locked.duckdb" in str(info.value)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=20)
+        holder.stdout.close()
