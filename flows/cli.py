@@ -20,7 +20,6 @@ from flows.prefect_env import (
 )
 
 apply_offline_defaults()
-exit_quietly_after_cleanup()  # before Prefect is imported, so its exit handlers run first
 
 from flows.cycle import cycle_flow, report_flow, run_cycle  # noqa: E402
 from ingest.config import ConfigError, load_outlets  # noqa: E402
@@ -220,12 +219,22 @@ def demo(
         Path, typer.Option("--out", help="Folder for the demo database and reports.")
     ] = Path("out/demo"),
     processes: Annotated[int, typer.Option(help="Extraction processes (trafilatura).")] = 2,
+    port: Annotated[
+        int,
+        typer.Option(
+            help="Port of the outlet simulator on 127.0.0.1; keep it the same "
+            "across runs, since article URLs include it."
+        ),
+    ] = 8765,
 ) -> None:
     """Run the bundled demo offline: start the outlet simulator on 127.0.0.1, run a cycle at
     every simulated release slot over the demo corpus, and write the daily reports."""
-    from flows.demo import run_demo
+    from flows.demo import DemoError, run_demo
 
-    result = run_demo(out, processes=processes, progress=lambda m: console.print(m))
+    try:
+        result = run_demo(out, processes=processes, port=port, progress=console.print)
+    except DemoError as exc:
+        raise _fail(str(exc)) from None
     with Store(result.db_path) as store:
         rows = store.sql(
             "SELECT cluster_id, outlet_count, article_count, origin_outlet, label "
@@ -264,6 +273,7 @@ def simulate(
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    exit_quietly_after_cleanup()  # registered before any flow runs, so Prefect's handlers run first
     try:
         app()
     except SystemExit as exc:

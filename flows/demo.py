@@ -12,6 +12,7 @@ from flows.cycle import cycle_flow, report_flow
 from simulator.corpus import DEMO_ROOT, DemoCorpus, load_corpus
 from simulator.server import OutletSimulator
 
+DEMO_PORT = 8765  # fixed, so that article URLs (and so article ids) are the same on every run
 SLOT_HOURS = 8  # the demo polls every 8 simulated hours that release something
 DEMO_FETCH = """
 [fetch]
@@ -19,6 +20,10 @@ timeout_seconds = 1.5
 transient_retries = 0
 per_host_concurrency = 8
 """
+
+
+class DemoError(RuntimeError):
+    pass
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ def cycle_times(corpus: DemoCorpus, slot_hours: int = SLOT_HOURS) -> list[dateti
 def run_demo(
     out_dir: Path,
     processes: int = 2,
+    port: int = DEMO_PORT,
     corpus_root: Path = DEMO_ROOT,
     progress: Callable[[str], None] = lambda message: None,
 ) -> DemoResult:
@@ -50,7 +56,15 @@ def run_demo(
     db_path = out_dir / "narratrace.duckdb"
     outlets_path = out_dir / "demo-outlets.toml"
     cycles = []
-    with OutletSimulator(corpus, timeout_delay=4.0) as sim:
+    simulator = OutletSimulator(corpus, port=port, timeout_delay=4.0)
+    try:
+        simulator.start()
+    except OSError as exc:
+        raise DemoError(
+            f"cannot start the outlet simulator on 127.0.0.1:{port} ({exc}); "
+            "free the port or choose another with --port"
+        ) from None
+    with simulator as sim:
         outlets_path.write_text(sim.outlets_toml(extra=DEMO_FETCH), encoding="utf-8")
         times = cycle_times(corpus)
         for number, as_of in enumerate(times, start=1):

@@ -19,3 +19,14 @@ os.environ.update(
         "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
     }
 )
+
+from flows.prefect_env import exit_quietly_after_cleanup, set_exit_code  # noqa: E402
+
+# duckdb 2.0 objects still referenced by Prefect's worker threads at interpreter teardown make
+# nanobind print pages of leak warnings; end the process right after the exit handlers instead,
+# keeping pytest's exit status.
+exit_quietly_after_cleanup()
+
+
+def pytest_sessionfinish(session, exitstatus):  # noqa: ANN001
+    set_exit_code(int(exitstatus))
