@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 from contextlib import nullcontext
 from datetime import date, timedelta
 from pathlib import Path
@@ -38,7 +39,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True)
 
 OutletsOpt = Annotated[
@@ -204,7 +205,7 @@ def serve(
                 },
             )
             console.print(f"serving: cycle every {interval:g} min, report on cron '{cron}'")
-            prefect_serve(cycle, daily, print_starting_message=False)
+            prefect_serve(cycle, daily, print_starting_message=False)  # type: ignore[arg-type]
     except KeyboardInterrupt:
         pass
     finally:
@@ -243,15 +244,23 @@ def demo(
         )
         totals = store.sql(
             "SELECT (SELECT count(*) FROM articles), (SELECT count(*) FROM cluster_summary), "
-            "(SELECT count(*) FROM fetch_log WHERE outcome = 'error')"
+            "(SELECT count(*) FROM fetch_log WHERE outcome = 'error' AND kind = 'feed'), "
+            "(SELECT count(*) FROM fetch_log WHERE outcome IN ('error', 'fallback') "
+            "AND kind = 'article')"
         )[0]
     table = Table(title="narratives spread across outlets (top 10)")
-    for column in ("cluster", "outlets", "articles", "origin", "label"):
-        table.add_column(column)
+    table.add_column("cluster", no_wrap=True)
+    table.add_column("outlets", justify="right")
+    table.add_column("articles", justify="right", min_width=8)
+    table.add_column("origin", no_wrap=True)
+    table.add_column("label", no_wrap=True, overflow="ellipsis", max_width=56)
     for row in rows:
-        table.add_row(row[0], str(row[1]), str(row[2]), row[3], (row[4] or "")[:60])
+        table.add_row(row[0], str(row[1]), str(row[2]), row[3], row[4] or "")
     console.print(table)
-    console.print(f"articles: {totals[0]}, clusters: {totals[1]}, failed fetches: {totals[2]}")
+    console.print(
+        f"articles: {totals[0]}, clusters: {totals[1]}, failed feed polls: {totals[2]}, "
+        f"failed article fetches: {totals[3]} (see the fetch_log table)"
+    )
     console.print(f"database: {result.db_path.resolve()}")
     html = [p for p in result.report_paths if p.suffix == ".html"]
     console.print(f"reports:  {len(html)} days in {html[0].parent.resolve() if html else out}")

@@ -7,7 +7,7 @@ import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from narratives.text import normalise, split_paragraphs
+from narratives.text import content_paragraphs, normalise
 
 _NUMBER = re.compile(r"(?<![\w.,])\d[\d,.]*\d(?![\w])|(?<![\w.,])\d(?![\w.,])")
 _WIRE = re.compile(
@@ -48,8 +48,8 @@ def describe_changes(origin: str, version: str) -> tuple[str, ...]:
         changes.append(
             "numbers: " + (", ".join(removed[:4]) or "—") + " → " + (", ".join(added[:4]) or "—")
         )
-    origin_paras = [_shingle_set(p) for p in split_paragraphs(origin)]
-    version_paras = [_shingle_set(p) for p in split_paragraphs(version)]
+    origin_paras = [_shingle_set(p) for p in content_paragraphs(origin)]
+    version_paras = [_shingle_set(p) for p in content_paragraphs(version)]
     kept_positions = []
     for vp in version_paras:
         position = next((i for i, op in enumerate(origin_paras) if _same(vp, op)), None)
