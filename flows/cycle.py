@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -44,21 +47,16 @@ def poll_feeds_task(
     return stages.poll_feeds(config, store, fetcher, run_id, as_of)
 
 
-@task(name="fetch-pages", cache_policy=NO_CACHE)
-def fetch_pages_task(entries: list[stages.NewEntry], fetcher: Fetcher) -> list:
-    return stages.fetch_pages(entries, fetcher)
-
-
-@task(name="extract-and-store", cache_policy=NO_CACHE)
-def extract_task(
+@task(name="fetch-and-extract", cache_policy=NO_CACHE)
+def fetch_and_extract_task(
     entries: list[stages.NewEntry],
-    pages: list,
+    fetcher: Fetcher,
     store: Store,
     run_id: str,
     as_of: datetime,
     processes: int,
 ) -> stages.IngestOutcome:
-    return stages.extract_and_store(entries, pages, store, run_id, as_of, processes)
+    return stages.fetch_and_extract(entries, fetcher, store, run_id, as_of, processes)
 
 
 @task(name="detect-narratives", cache_policy=NO_CACHE)
@@ -73,26 +71,55 @@ def _run_id() -> str:
     return str(current) if current else str(uuid.uuid4())
 
 
+@dataclass(frozen=True)
+class _Stages:
+    poll: Callable[..., stages.PollOutcome]
+    ingest: Callable[..., stages.IngestOutcome]
+    detect: Callable[..., stages.DetectOutcome]
+
+
+# inside a flow run, each stage is a Prefect task run; without Prefect, the plain functions
+# (a Prefect task called outside a flow would still go through Prefect's engine and API)
+PREFECT_STAGES = _Stages(poll_feeds_task, fetch_and_extract_task, detect_task)
+PLAIN_STAGES = _Stages(stages.poll_feeds, stages.fetch_and_extract, stages.detect)
+
+
 def run_cycle(
-    config: OutletsConfig, db_path: str, as_of: datetime | None, processes: int, run_id: str
+    config: OutletsConfig,
+    db_path: str,
+    as_of: datetime | None,
+    processes: int,
+    run_id: str,
+    *,
+    prefect_tasks: bool = False,
 ) -> dict[str, Any]:
-    """The cycle's body: poll -> fetch -> extract -> store -> detect, with the run recorded."""
+    """The cycle's body: poll -> fetch and extract -> store -> detect, with the run recorded.
+    With `prefect_tasks` (inside `cycle_flow`) each stage runs as a Prefect task; otherwise
+    nothing here touches Prefect. The summary holds the run's counts and `seconds`, the wall
+    time of each stage."""
+    calls = PREFECT_STAGES if prefect_tasks else PLAIN_STAGES
     as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
+    seconds: dict[str, float] = {}
     with Store(db_path) as store, Fetcher(config.fetch) as fetcher:
         store.begin_run(run_id, as_of, config.source)
         counts: dict[str, int] = {}
         try:
-            poll = poll_feeds_task(config, store, fetcher, run_id, as_of)
+            started = time.perf_counter()
+            poll = calls.poll(config, store, fetcher, run_id, as_of)
+            seconds["poll"] = time.perf_counter() - started
             counts.update(
                 feeds_polled=poll.feeds_polled,
                 feeds_not_modified=poll.feeds_not_modified,
                 feeds_failed=poll.feeds_failed,
                 entries_seen=poll.entries_seen,
             )
-            pages = fetch_pages_task(poll.new_entries, fetcher)
-            ingest = extract_task(poll.new_entries, pages, store, run_id, as_of, processes)
+            started = time.perf_counter()
+            ingest = calls.ingest(poll.new_entries, fetcher, store, run_id, as_of, processes)
+            seconds["fetch_extract"] = time.perf_counter() - started
             counts.update(articles_new=ingest.articles_new, articles_failed=ingest.articles_failed)
-            found = detect_task(store, run_id, as_of, DEFAULT_PARAMS)
+            started = time.perf_counter()
+            found = calls.detect(store, run_id, as_of, DEFAULT_PARAMS)
+            seconds["detect"] = time.perf_counter() - started
             counts.update(
                 clusters_new=found.clusters_new,
                 clusters_joined=found.clusters_joined,
@@ -102,7 +129,8 @@ def run_cycle(
             store.finish_run(run_id, "failed", counts, f"{type(exc).__name__}: {exc}")
             raise
         store.finish_run(run_id, "completed", counts, None)
-    return {"run_id": run_id, "as_of": as_of.isoformat(), **counts}
+    rounded = {stage: round(value, 3) for stage, value in seconds.items()}
+    return {"run_id": run_id, "as_of": as_of.isoformat(), **counts, "seconds": rounded}
 
 
 @flow(name="narratrace-cycle", log_prints=False)
@@ -112,7 +140,7 @@ def cycle_flow(
     """Poll every feed in the outlets file, fetch and extract new articles, detect narratives,
     and store everything in the DuckDB file."""
     config = load_outlets(outlets_path)
-    return run_cycle(config, db_path, as_of, processes, _run_id())
+    return run_cycle(config, db_path, as_of, processes, _run_id(), prefect_tasks=True)
 
 
 @task(name="write-report", cache_policy=NO_CACHE)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -15,7 +16,7 @@ import pyarrow as pa
 import xxhash
 
 from ingest.config import OutletsConfig
-from ingest.extract import PageToExtract, extract_many
+from ingest.extract import PageToExtract, extract_stream
 from ingest.feeds import FeedEntry, parse_feed
 from ingest.http import Fetcher, FetchRequest, FetchResult
 from narratives.detect import (
@@ -90,6 +91,7 @@ def _log_row(
     outcome: str,
     error: str | None = None,
     error_kind: str | None = None,
+    size: int | None = None,
 ) -> dict[str, object]:
     return {
         "run_id": run_id,
@@ -104,7 +106,7 @@ def _log_row(
         "error": error if error is not None else result.error,
         "attempts": result.attempts,
         "elapsed_ms": round(result.elapsed_ms, 1),
-        "bytes": len(result.body),
+        "bytes": len(result.body) if size is None else size,
     }
 
 
@@ -202,10 +204,6 @@ def poll_feeds(
     return outcome
 
 
-def fetch_pages(entries: Sequence[NewEntry], fetcher: Fetcher) -> list[FetchResult]:
-    return fetcher.fetch_many([FetchRequest(e.entry.url) for e in entries], accept=PAGE_ACCEPT)
-
-
 def _article_row(
     new: NewEntry,
     run_id: str,
@@ -239,54 +237,53 @@ def _article_row(
     }
 
 
-def extract_and_store(
+def fetch_and_extract(
     entries: Sequence[NewEntry],
-    pages: Sequence[FetchResult],
+    fetcher: Fetcher,
     store: Store,
     run_id: str,
     as_of: datetime,
     processes: int = 1,
 ) -> IngestOutcome:
-    """Extract every fetched page; fall back to the feed's own text when a page fails; record
-    every failure; store the articles (idempotently)."""
+    """Fetch every new entry's page and extract it as it arrives (fetching overlaps the
+    extraction pool, and only a few page bodies are held at once); fall back to the feed's own
+    text when a page fails; record every attempt; store the articles (idempotently)."""
+    requests = [FetchRequest(e.entry.url) for e in entries]
+    fetched: dict[int, FetchResult] = {}
+    sizes: dict[int, int] = {}
+    window = max(2, processes) * 4
+
+    def pages() -> Iterator[PageToExtract]:
+        for index, page in fetcher.fetch_iter(requests, accept=PAGE_ACCEPT, buffer=window):
+            sizes[index] = len(page.body)
+            fetched[index] = replace(page, body=b"")
+            if page.ok:
+                yield PageToExtract(str(index), page.body, page.final_url, page.content_type)
+
+    extracted = {
+        int(key): (doc, err) for key, doc, err in extract_stream(pages(), processes, window)
+    }
     outcome = IngestOutcome()
-    to_extract = [
-        PageToExtract(str(i), page.body, page.final_url, page.content_type)
-        for i, page in enumerate(pages)
-        if page.ok
-    ]
-    extracted = {key: (doc, err) for key, doc, err in extract_many(to_extract, processes)}
     rows: list[dict[str, object]] = []
     log_rows = []
-    for i, (new, page) in enumerate(zip(entries, pages, strict=True)):
-        doc, error = extracted.get(str(i), (None, page.error))
+    for i, new in enumerate(entries):
+        page = fetched[i]
+        doc, error = extracted.get(i, (None, page.error))
         error_kind = page.error_kind if not page.ok else "terminal"
-        if doc is not None and word_count(new.entry.content) > 1.5 * word_count(doc.text):
-            # a paywalled or truncated page: the feed carries the full text
-            rows.append(
-                _article_row(
-                    new,
-                    run_id,
-                    as_of,
-                    new.entry.content,
-                    "feed",
-                    doc.title,
-                    doc.published_at,
-                    doc.author,
-                    doc.sitename,
-                    doc.language,
-                )
-            )
-            log_rows.append(_log_row(run_id, as_of, "article", new.outlet_id, page, "ok"))
-            continue
+        size = sizes[i]
         if doc is not None:
+            if word_count(new.entry.content) > 1.5 * word_count(doc.text):
+                # a paywalled or truncated page: the feed carries the full text
+                text, source = new.entry.content, "feed"
+            else:
+                text, source = doc.text, "page"
             rows.append(
                 _article_row(
                     new,
                     run_id,
                     as_of,
-                    doc.text,
-                    "page",
+                    text,
+                    source,
                     doc.title,
                     doc.published_at,
                     doc.author,
@@ -294,31 +291,58 @@ def extract_and_store(
                     doc.language,
                 )
             )
-            log_rows.append(_log_row(run_id, as_of, "article", new.outlet_id, page, "ok"))
+            log_rows.append(
+                _log_row(run_id, as_of, "article", new.outlet_id, page, "ok", size=size)
+            )
             continue
         fallback = new.entry.best_text
         if word_count(fallback) >= MIN_FALLBACK_WORDS:
             rows.append(_article_row(new, run_id, as_of, fallback, "feed"))
             outcome.fallbacks += 1
-            log_rows.append(
-                _log_row(
-                    run_id, as_of, "article", new.outlet_id, page, "fallback", error, error_kind
-                )
-            )
+            outcome_name = "fallback"
         else:
             outcome.articles_failed += 1
-            log_rows.append(
-                _log_row(run_id, as_of, "article", new.outlet_id, page, "error", error, error_kind)
+            outcome_name = "error"
+        log_rows.append(
+            _log_row(
+                run_id, as_of, "article", new.outlet_id, page, outcome_name, error, error_kind, size
             )
+        )
     store.log_fetches(log_rows)
     outcome.articles_new = store.insert_articles(rows)
     return outcome
 
 
-def detect(store: Store, run_id: str, as_of: datetime, params: DetectionParams) -> DetectOutcome:
+class StageClock:
+    """Wall seconds per named step, accumulated over calls: `lap(name)` charges the time since
+    the previous lap to `name` (benchmarks pass one to `detect` to see where time goes)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def restart(self) -> None:
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - self._last
+        self._last = now
+
+
+def detect(
+    store: Store,
+    run_id: str,
+    as_of: datetime,
+    params: DetectionParams,
+    clock: StageClock | None = None,
+) -> DetectOutcome:
     """Sign every unsigned article, find and verify candidates, place them in clusters."""
+    clock = clock or StageClock()
+    clock.restart()
     outcome = DetectOutcome()
     batch = store.articles_to_sign()
+    clock.lap("load")
     if not batch:
         return outcome
     store.ensure_params(params.param_set_id, params.as_dict())
@@ -334,19 +358,25 @@ def detect(store: Store, run_id: str, as_of: datetime, params: DetectionParams) 
     chrome = store.chrome_keys(
         {item.outlet_id for item in batch}, params.chrome_min_articles, pending=paragraphs
     )
+    clock.lap("chrome")
     ids = [item.article_id for item in batch]
     signed = {
         item.article_id: sign_text(item.text, chrome[item.outlet_id], params) for item in batch
     }
+    clock.lap("sign")
     bands = bands_table(ids, [signed[i] for i in ids], params)
+    clock.lap("bands")
     candidates = store.candidate_pairs(bands, MAX_CANDIDATES_PER_ARTICLE)
+    clock.lap("candidates")
     stored = store.texts({other for _new, other, _h in candidates if other not in signed})
     stored_chrome = store.chrome_keys(
         {t.outlet_id for t in stored.values()}, params.chrome_min_articles, pending=paragraphs
     )
     for other_id, text in stored.items():
         signed[other_id] = sign_text(text.text, stored_chrome[text.outlet_id], params)
+    clock.lap("stored")
     verified = verify_candidates(ids, candidates, signed, params)
+    clock.lap("verify")
     outcome.pairs_checked = verified.pairs_checked
     other_ids = {m.other_id for ms in verified.matches.values() for m in ms}
     membership = store.memberships(other_ids)
@@ -407,6 +437,7 @@ def detect(store: Store, run_id: str, as_of: datetime, params: DetectionParams) 
         }
         for mg in assignment.merges
     ]
+    clock.lap("cluster")
     store.write_detection(
         param_set_id=params.param_set_id,
         article_ids=ids,
@@ -420,6 +451,7 @@ def detect(store: Store, run_id: str, as_of: datetime, params: DetectionParams) 
         matches=matches,
         merges=merges,
     )
+    clock.lap("write")
     outcome.articles_signed = len(ids)
     outcome.clusters_new = len(new_clusters)
     outcome.clusters_joined = sum(1 for m in assignment.memberships if m.match is not None)

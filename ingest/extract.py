@@ -6,8 +6,8 @@ import json
 import logging
 import multiprocessing
 import re
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -117,9 +117,11 @@ _POOL_SIZE = 0
 
 def _pool(processes: int) -> ProcessPoolExecutor:
     global _POOL, _POOL_SIZE
-    if _POOL is None or _POOL_SIZE != processes:
+    # a pool whose worker died (e.g. killed for memory) refuses work: start a new one
+    broken = _POOL is not None and bool(getattr(_POOL, "_broken", False))
+    if _POOL is None or _POOL_SIZE != processes or broken:
         if _POOL is not None:
-            _POOL.shutdown(wait=True)
+            _POOL.shutdown(wait=not broken)
         _POOL = ProcessPoolExecutor(
             max_workers=processes, mp_context=multiprocessing.get_context("spawn")
         )
@@ -137,9 +139,36 @@ def shutdown_pool() -> None:
 def extract_many(
     pages: Sequence[PageToExtract], processes: int = 1, min_batch_for_pool: int = 32
 ) -> list[tuple[str, Extracted | None, str | None]]:
-    """Extract a batch; with processes > 1 and a large enough batch, in a process pool
-    (trafilatura holds the GIL, so threads give no speed-up)."""
+    """Extract a batch, results in page order; with processes > 1 and a large enough batch,
+    in a process pool (trafilatura holds the GIL, so threads give no speed-up)."""
     if processes <= 1 or len(pages) < min_batch_for_pool:
         return [_extract_one(page) for page in pages]
-    chunk = max(1, len(pages) // (processes * 4))
+    # small chunks: large ones leave a worker idle while another finishes the last chunk
+    chunk = max(1, min(8, len(pages) // (processes * 16)))
     return list(_pool(processes).map(_extract_one, pages, chunksize=chunk))
+
+
+def extract_stream(
+    pages: Iterable[PageToExtract], processes: int = 1, window: int = 0
+) -> Iterator[tuple[str, Extracted | None, str | None]]:
+    """Extract pages as they arrive (e.g. while later pages are still being fetched), yielding
+    results in completion order. With processes > 1 the pages go to the process pool, at most
+    `window` (default 4 per process) in flight: the source is read no faster than the pool
+    works, so memory holds a few pages, not the batch."""
+    if processes <= 1:
+        for page in pages:
+            yield _extract_one(page)
+        return
+    pool = _pool(processes)
+    window = window or processes * 4
+    pending: set[Future[tuple[str, Extracted | None, str | None]]] = set()
+    for page in pages:
+        pending.add(pool.submit(_extract_one, page))
+        if len(pending) >= window:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+    while pending:
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            yield future.result()

@@ -9,10 +9,11 @@ URL or a bad server, so one broken page never stops a batch.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
@@ -111,11 +112,57 @@ class Fetcher:
     def fetch_many(
         self, requests: Sequence[FetchRequest], accept: str = "*/*"
     ) -> list[FetchResult]:
+        """Fetch every request concurrently; results in request order."""
+        results: list[FetchResult | None] = [None] * len(requests)
+        for index, result in self.fetch_iter(requests, accept):
+            results[index] = result
+        return [r for r in results if r is not None]
+
+    def fetch_iter(
+        self, requests: Sequence[FetchRequest], accept: str = "*/*", buffer: int = 0
+    ) -> Iterator[tuple[int, FetchResult]]:
+        """Fetch concurrently and yield (request index, result) as each completes, so the
+        caller can work on early pages while later ones are in flight. Requests are started
+        host by host in turn, so a run of one outlet's pages never holds every worker waiting
+        for that host's slots. With `buffer`, at most that many results wait for the caller;
+        fetching pauses until it catches up (memory stays flat however many pages there are)."""
         if not requests:
-            return []
+            return
         workers = max(1, min(self.settings.total_concurrency, len(requests)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
-            return list(pool.map(lambda r: self.fetch(r, accept), requests))
+        done: queue.Queue[tuple[int, FetchResult]] = queue.Queue(maxsize=max(0, buffer))
+        stopping = threading.Event()
+
+        def work(index: int) -> None:
+            if stopping.is_set():
+                return
+            request = requests[index]
+            try:
+                result = self.fetch(request, accept)
+            except Exception as exc:  # never lose a slot of the batch
+                log.warning("fetching %s failed: %s", request.url, exc)
+                result = FetchResult(
+                    request.url,
+                    request.url,
+                    None,
+                    error=f"fetch failed: {type(exc).__name__}: {exc}",
+                    error_kind="terminal",
+                )
+            while not stopping.is_set():
+                try:
+                    done.put((index, result), timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
+        try:
+            for index in _interleaved_by_host(requests):
+                pool.submit(work, index)
+            for _ in range(len(requests)):
+                yield done.get()
+        finally:
+            stopping.set()
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _fetch_once(self, request: FetchRequest, accept: str) -> FetchResult:
         url = request.url
@@ -220,6 +267,18 @@ class Fetcher:
             error_kind=kind,
             headers={k.lower(): v for k, v in response.headers.items()},
         )
+
+
+def _interleaved_by_host(requests: Sequence[FetchRequest]) -> list[int]:
+    """Request indexes ordered round-robin over hosts (each host's own order kept)."""
+    by_host: dict[str, list[int]] = defaultdict(list)
+    for index, request in enumerate(requests):
+        by_host[(urlsplit(request.url).hostname or "").lower()].append(index)
+    queues = list(by_host.values())
+    order: list[int] = []
+    for turn in range(max(len(q) for q in queues)):
+        order.extend(q[turn] for q in queues if turn < len(q))
+    return order
 
 
 def _with(result: FetchResult, **changes: object) -> FetchResult:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -132,7 +133,8 @@ class DemoCorpus:
     def released(self, until: datetime) -> tuple[DemoArticle, ...]:
         """Articles published at or before ``until`` (an aware datetime)."""
         until = _aware(until, "until")
-        return tuple(a for a in self.articles if a.published_at <= until)
+        # articles are sorted by publication time
+        return self.articles[: bisect_right(self.articles, until, key=lambda a: a.published_at)]
 
     @property
     def end(self) -> datetime:

@@ -292,6 +292,9 @@ class OutletSimulator:
         self._outlets = {outlet.slug: outlet for outlet in corpus.outlets}
         self._articles = {article_path(a): a for a in corpus.articles}
         self._feeds = {feed_path(o): o for o in corpus.outlets}
+        # pages are pure functions of (outlet, article, base URL): render each once
+        self._pages: dict[str, bytes] = {}
+        self._pages_lock = threading.Lock()
         self._related: dict[tuple[str, str], tuple[DemoArticle, ...]] = {}
         for outlet in corpus.outlets:
             own = corpus.articles_of(outlet.slug)
@@ -441,8 +444,8 @@ class OutletSimulator:
             location = f"/{outlet.slug}/"
             return _Response(301, HTML, b"", headers={"Location": location})
         now = self.now
-        released = self.corpus.released(now)
         if path == f"/{outlet.slug}/":
+            released = self.corpus.released(now)
             return _Response(
                 200,
                 HTML,
@@ -450,7 +453,7 @@ class OutletSimulator:
                 cache_control="max-age=60",
             )
         if self._feeds.get(path) is outlet:
-            return self._feed(outlet, released)
+            return self._feed(outlet, self.corpus.released(now))
         article = self._articles.get(path)
         if article is None or article.published_at > now or article.fault == "404":
             return _Response(404, HTML, render_not_found(outlet, base))
@@ -487,8 +490,13 @@ class OutletSimulator:
             body = render_pdf(article)
             content_type = "application/pdf"
         else:
-            related = self._related.get((outlet.slug, article.slug), ())
-            body = render_article_page(outlet, article, self.base_url, related=list(related))
+            path = article_path(article)
+            with self._pages_lock:
+                body = self._pages.get(path, b"")
+            if not body:
+                body = self._render_article(outlet, article)
+                with self._pages_lock:
+                    self._pages[path] = body
             content_type = HTML
         return _Response(
             200,
@@ -498,6 +506,12 @@ class OutletSimulator:
             cache_control=PAGE_CACHE_CONTROL,
             delay=delay,
         )
+
+    def _render_article(self, outlet: DemoOutlet, article: DemoArticle) -> bytes:
+        """An article page's bytes (rendered once per simulator run, then served from
+        memory); a subclass may wrap pages in heavier furniture."""
+        related = self._related.get((outlet.slug, article.slug), ())
+        return render_article_page(outlet, article, self.base_url, related=list(related))
 
 
 def _toml_string(value: str) -> str:

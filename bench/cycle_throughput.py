@@ -1,0 +1,215 @@
+"""Cycle throughput against the bare-extraction limit, measured in the same run.
+
+    .venv/bin/python bench/cycle_throughput.py [--articles 5000] [--outlets 100] [--processes 2]
+
+1. A synthetic corpus (bench/synthetic.py: 5,000 articles over 100 outlets, pages of 50-220 KB)
+   is served by simulators on 25 loopback addresses, in a process of their own.
+2. One cycle, end to end, without Prefect (`flows.cycle.run_cycle`): poll every feed, fetch and
+   extract every page, store, detect. Articles per second, each stage's wall time, the peak
+   memory of the cycle's process and of the whole process tree (extraction workers included).
+3. The same pages, rendered byte for byte, through trafilatura alone (`extract_article` in a
+   process pool of the same size, started beforehand, small chunks): the bare-extraction limit.
+
+Prints figures only; never asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from datetime import timedelta
+from multiprocessing import get_context
+from pathlib import Path
+from urllib.parse import urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from synthetic import (  # noqa: E402
+    START,
+    HeavyPageSimulator,
+    SimulatorProcess,
+    machine,
+    subcorpus,
+    synthetic_corpus,
+)
+
+from flows.cycle import run_cycle  # noqa: E402
+from ingest.config import load_outlets  # noqa: E402
+from ingest.extract import extract_article, shutdown_pool  # noqa: E402
+from simulator.pages import article_url  # noqa: E402
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _descendants(pid: int) -> list[int]:
+    found = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as children:
+                for child in children.read().split():
+                    found.append(int(child))
+                    found.extend(_descendants(int(child)))
+    except OSError:
+        pass
+    return found
+
+
+class TreeMemory:
+    """Samples the resident memory of this process and its descendants every 0.2 s."""
+
+    def __init__(self) -> None:
+        self.peak_self = 0
+        self.peak_tree = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = os.getpid()
+        while not self._stop.wait(0.2):
+            own = _rss_kib(me)
+            tree = own + sum(_rss_kib(p) for p in _descendants(me))
+            self.peak_self = max(self.peak_self, own)
+            self.peak_tree = max(self.peak_tree, tree)
+
+    def __enter__(self) -> TreeMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _hwm_mib() -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _bare(args: tuple[bytes, str]) -> int:
+    body, url = args
+    return len(extract_article(body, url, "text/html; charset=utf-8").text)
+
+
+def bare_extraction(
+    pages: list[tuple[bytes, str]], processes: int, chunksize: int = 4
+) -> tuple[float, int]:
+    """Seconds to extract every page with `processes` workers (pool started and warmed
+    beforehand, not timed), and how many pages gave text."""
+    with ProcessPoolExecutor(max_workers=processes, mp_context=get_context("spawn")) as pool:
+        list(pool.map(_bare, pages[: processes * 2], chunksize=1))  # import trafilatura
+        started = time.perf_counter()
+        lengths = list(pool.map(_bare, pages, chunksize=chunksize))
+        elapsed = time.perf_counter() - started
+    return elapsed, sum(1 for n in lengths if n)
+
+
+def the_same_pages(toml_text: str, n_outlets: int, n_articles: int) -> list[tuple[bytes, str]]:
+    """Render the pages the simulators served, byte for byte (same corpus, same base URLs)."""
+    corpus = synthetic_corpus(n_outlets, n_articles)
+    base_of: dict[str, str] = {}
+    for line in toml_text.splitlines():
+        if line.startswith("feeds = ["):
+            url = line.split('"')[1]
+            parts = urlsplit(url)
+            base_of[parts.path.split("/")[1]] = f"{parts.scheme}://{parts.netloc}"
+    by_base: dict[str, list] = {}
+    for outlet in corpus.outlets:
+        by_base.setdefault(base_of[outlet.slug], []).append(outlet)
+    pages = []
+    for base, outlets in by_base.items():
+        sim = HeavyPageSimulator(subcorpus(corpus, outlets))
+        sim._base_url = base
+        for article in sim.corpus.articles:
+            outlet = sim.corpus.outlet(article.outlet)
+            pages.append((sim._render_article(outlet, article), article_url(base, article)))
+    return pages
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--articles", type=int, default=5000)
+    parser.add_argument("--outlets", type=int, default=100)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--hosts", type=int, default=25)
+    args = parser.parse_args()
+    print(machine())
+    print(
+        f"corpus: {args.articles} articles, {args.outlets} outlets on {args.hosts} loopback "
+        f"hosts; extraction processes: {args.processes}"
+    )
+    sim = SimulatorProcess(args.outlets, args.articles, args.hosts)
+    print(f"simulators ready in {sim.startup_seconds:.1f} s (corpus built, pages rendered)")
+    workdir = Path(tempfile.mkdtemp(prefix="narratrace-bench-", dir="/tmp"))
+    try:
+        outlets = workdir / "outlets.toml"
+        outlets.write_text(sim.toml, encoding="utf-8")
+        config = load_outlets(outlets)
+        db = workdir / "cycle.duckdb"
+        with TreeMemory() as memory:
+            started = time.perf_counter()
+            summary = run_cycle(
+                config, str(db), START + timedelta(days=1), args.processes, str(uuid.uuid4())
+            )
+            elapsed = time.perf_counter() - started
+        shutdown_pool()
+        requests, sim_cpu = sim.stop()
+        n = summary.get("articles_new", 0)
+        rate = n / elapsed
+        print(
+            f"cycle: {n} new articles ({summary.get('articles_failed')} failed) in "
+            f"{elapsed:.1f} s = {rate:.1f} articles/s"
+        )
+        print(f"  stage wall seconds: {summary['seconds']}")
+        print(
+            f"  clusters new/joined/merged: {summary.get('clusters_new')}/"
+            f"{summary.get('clusters_joined')}/{summary.get('clusters_merged')}"
+        )
+        print(
+            f"  peak RSS: cycle process {_hwm_mib():.0f} MiB; process tree (with extraction "
+            f"workers) {memory.peak_tree / 1024:.0f} MiB (sampled every 0.2 s)"
+        )
+        print(
+            f"  simulators (another process): {requests} requests, {sim_cpu:.1f} CPU s "
+            f"({sim_cpu / elapsed:.0%} of one core over the cycle)"
+        )
+        print(f"  database: {db.stat().st_size / 2**20:.0f} MiB")
+        pages = the_same_pages(sim.toml, args.outlets, args.articles)
+        kb = sorted(len(body) / 1024 for body, _url in pages)
+        print(
+            f"bare extraction: the same {len(pages)} pages (KB median {kb[len(kb) // 2]:.0f}, "
+            f"mean {sum(kb) / len(kb):.0f}, max {kb[-1]:.0f})"
+        )
+        bare_s, ok = bare_extraction(pages, args.processes)
+        bare_rate = len(pages) / bare_s
+        print(
+            f"  {args.processes} processes: {bare_s:.1f} s = {bare_rate:.1f} pages/s "
+            f"({bare_s * args.processes / len(pages) * 1000:.1f} ms per page per process; "
+            f"{ok} gave text)"
+        )
+        print(f"cycle / bare-extraction limit: {rate / bare_rate:.2f}")
+    finally:
+        for path in workdir.iterdir():
+            path.unlink()
+        workdir.rmdir()
+
+
+if __name__ == "__main__":
+    main()
