@@ -361,7 +361,8 @@ def detect(
     clock.lap("chrome")
     ids = [item.article_id for item in batch]
     signed = {
-        item.article_id: sign_text(item.text, chrome[item.outlet_id], params) for item in batch
+        item.article_id: sign_text(item.text, chrome[item.outlet_id], params, item.outlet_id)
+        for item in batch
     }
     clock.lap("sign")
     bands = bands_table(ids, [signed[i] for i in ids], params)
@@ -373,7 +374,9 @@ def detect(
         {t.outlet_id for t in stored.values()}, params.chrome_min_articles, pending=paragraphs
     )
     for other_id, text in stored.items():
-        signed[other_id] = sign_text(text.text, stored_chrome[text.outlet_id], params)
+        signed[other_id] = sign_text(
+            text.text, stored_chrome[text.outlet_id], params, text.outlet_id
+        )
     clock.lap("stored")
     verified = verify_candidates(ids, candidates, signed, params)
     clock.lap("verify")

@@ -23,9 +23,12 @@ from narratives.text import (
 from narratives.verify import Match, compare
 
 
-def sign_text(text: str, chrome: set[int], params: DetectionParams) -> Signed:
+def sign_text(text: str, chrome: set[int], params: DetectionParams, outlet: str = "") -> Signed:
+    """Shingles and signatures of the text's content paragraphs (the outlet's `chrome`
+    dropped). `outlet` lets verification tell two texts of one outlet apart by more than the
+    house lines they share before those are learned as chrome."""
     paragraphs = content_paragraphs(text, chrome, params.chrome_max_words)
-    return sign(tokenize(paragraphs), params)
+    return sign(tokenize(paragraphs, outlet), params)
 
 
 def paragraph_rows(

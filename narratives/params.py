@@ -31,6 +31,10 @@ class DetectionParams:
     # site chrome: a paragraph seen in this many articles of one outlet is the outlet's chrome
     chrome_min_articles: int = 3
     chrome_max_words: int = 60
+    # before an outlet's chrome is learned: short paragraphs that open or close two texts of
+    # the same outlet identically are left out of their comparison, unless they make up at
+    # least this share of the shorter text (then it is the outlet telling a story again)
+    house_lines_max_share: float = 0.75
 
     def __post_init__(self) -> None:
         if self.scheme != "affine32":

@@ -82,6 +82,12 @@ class Tokens:
     starts: tuple[int, ...]  # char offset in `text` of each word
     ends: tuple[int, ...]
     paragraph_starts: tuple[int, ...]  # word index where each paragraph begins
+    outlet: str = ""  # the outlet that published the text ("" when unknown)
+
+    def paragraph_spans(self) -> list[tuple[int, int]]:
+        """(first word, end word) of each paragraph, end exclusive."""
+        ends = [*self.paragraph_starts[1:], len(self.words)]
+        return list(zip(self.paragraph_starts, ends, strict=True))
 
     def snippet(self, first_word: int, last_word: int) -> str:
         if not self.words:
@@ -91,7 +97,7 @@ class Tokens:
         return self.text[self.starts[first_word] : self.ends[last_word]]
 
 
-def tokenize(paragraphs: Sequence[str]) -> Tokens:
+def tokenize(paragraphs: Sequence[str], outlet: str = "") -> Tokens:
     text = "\n\n".join(paragraphs)
     words: list[str] = []
     starts: list[int] = []
@@ -105,4 +111,4 @@ def tokenize(paragraphs: Sequence[str]) -> Tokens:
             starts.append(offset + match.start())
             ends.append(offset + match.end())
         offset += len(paragraph) + 2
-    return Tokens(text, tuple(words), tuple(starts), tuple(ends), tuple(paragraph_starts))
+    return Tokens(text, tuple(words), tuple(starts), tuple(ends), tuple(paragraph_starts), outlet)

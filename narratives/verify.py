@@ -9,6 +9,7 @@ import numpy as np
 
 from narratives.params import DetectionParams
 from narratives.signatures import Signed
+from narratives.text import Tokens
 
 
 @dataclass(frozen=True)
@@ -43,36 +44,111 @@ def best_run(mask: np.ndarray, max_gap: int) -> tuple[int, int, int]:
     return int(counts[best]), int(positions[run_starts[best]]), int(positions[run_ends[best]])
 
 
-def compare(new: Signed, other: Signed, other_id: int, params: DetectionParams) -> Match | None:
-    """The verified match of `new` against `other`, or None when they share too little."""
+@dataclass(frozen=True)
+class PairStats:
+    """What two texts share, before any threshold: the figures verification decides on."""
+
+    jaccard: float
+    containment: float
+    shared: int
+    run: int  # shared shingles in the best dense run of the new text
+    first: int  # first shingle position of that run in the new text
+    last: int  # last shingle position (inclusive)
+
+
+def unlearned_house_lines(
+    new: Tokens, other: Tokens, params: DetectionParams
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Paragraph spans (in `new`, in `other`) to leave out of the comparison as the outlet's
+    own chrome that is not learned yet: two texts of the same outlet that open or close with
+    the same short paragraphs (at most `chrome_max_words` words each). They are left out only
+    while they are less than `house_lines_max_share` of the shorter text; more than that, and
+    the outlet is telling the same story again (a republication, an update)."""
+    if not new.outlet or new.outlet != other.outlet:
+        return [], []
+    a, b = new.paragraph_spans(), other.paragraph_spans()
+
+    def same(i: int, j: int) -> bool:
+        (s1, e1), (s2, e2) = a[i], b[j]
+        return 0 < e1 - s1 <= params.chrome_max_words and new.words[s1:e1] == other.words[s2:e2]
+
+    n = min(len(a), len(b))
+    prefix = 0
+    while prefix < n and same(prefix, prefix):
+        prefix += 1
+    suffix = 0
+    while prefix + suffix < n and same(len(a) - 1 - suffix, len(b) - 1 - suffix):
+        suffix += 1
+    if not prefix and not suffix:
+        return [], []
+    in_new = a[:prefix] + a[len(a) - suffix :]
+    in_other = b[:prefix] + b[len(b) - suffix :]
+    identical = sum(end - start for start, end in in_new)
+    shorter = min(len(new.words), len(other.words))
+    if identical >= params.house_lines_max_share * shorter:
+        return [], []
+    return in_new, in_other
+
+
+def _kept_shingles(signed: Signed, spans: list[tuple[int, int]], size: int) -> np.ndarray:
+    """Which shingle positions touch none of the word spans."""
+    keep = np.ones(signed.shingles.size, dtype=bool)
+    for start, end in spans:
+        keep[max(0, start - size + 1) : end] = False
+    return keep
+
+
+def pair_stats(new: Signed, other: Signed, params: DetectionParams) -> PairStats | None:
+    """Whole-text Jaccard and containment, and the best dense run of `new`'s shingles found in
+    `other`; None when they share no shingle. Unlearned house lines of one outlet (see
+    `unlearned_house_lines`) are left out of both texts."""
     if new.shingles.size == 0 or other.shingles.size == 0:
         return None
-    new_set = np.unique(new.shingles)
-    other_set = np.unique(other.shingles)
+    new_shingles, other_shingles = new.shingles, other.shingles
+    keep_new: np.ndarray | None = None
+    drop_new, drop_other = unlearned_house_lines(new.tokens, other.tokens, params)
+    if drop_new:
+        keep_new = _kept_shingles(new, drop_new, params.shingle_size)
+        new_shingles = new.shingles[keep_new]
+        other_shingles = other.shingles[_kept_shingles(other, drop_other, params.shingle_size)]
+        if new_shingles.size == 0 or other_shingles.size == 0:
+            return None
+    new_set = np.unique(new_shingles)
+    other_set = np.unique(other_shingles)
     shared = int(np.intersect1d(new_set, other_set, assume_unique=True).size)
     if shared == 0:
         return None
     union = new_set.size + other_set.size - shared
-    jaccard = shared / union
-    containment = shared / min(new_set.size, other_set.size)
     mask = np.isin(new.shingles, other_set)
+    if keep_new is not None:
+        mask &= keep_new
     run, first, last = best_run(mask, params.passage_max_gap)
-    if jaccard >= params.copy_jaccard:
+    return PairStats(
+        shared / union, shared / min(new_set.size, other_set.size), shared, run, first, last
+    )
+
+
+def compare(new: Signed, other: Signed, other_id: int, params: DetectionParams) -> Match | None:
+    """The verified match of `new` against `other`, or None when they share too little."""
+    stats = pair_stats(new, other, params)
+    if stats is None:
+        return None
+    if stats.jaccard >= params.copy_jaccard:
         kind = "copy"
-    elif run >= params.passage_min_shared:
+    elif stats.run >= params.passage_min_shared:
         kind = "passage"
     else:
         return None
-    last_word = last + params.shingle_size - 1
+    last_word = stats.last + params.shingle_size - 1
     return Match(
         other_id=other_id,
         kind=kind,
-        jaccard=round(jaccard, 4),
-        containment=round(containment, 4),
-        shared=shared,
-        run_shared=run,
-        span=(first, last_word),
-        passage=new.tokens.snippet(first, last_word),
+        jaccard=round(stats.jaccard, 4),
+        containment=round(stats.containment, 4),
+        shared=stats.shared,
+        run_shared=stats.run,
+        span=(stats.first, last_word),
+        passage=new.tokens.snippet(stats.first, last_word),
     )
 
 
