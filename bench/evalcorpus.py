@@ -652,7 +652,7 @@ def generate(seed: int = 7, scale: float = 1.0, root: Path | str = DEMO_ROOT) ->
                     if grade == 1:
                         body = list(paragraphs)
                     elif grade == 2:
-                        back = "One month on, we return to a report that is circulating again."
+                        back = "One month on, " + prose.sentence(10, 20)
                         body = [back] + edit_noise(paragraphs, 0.03, rng)
                     else:
                         body = [prose.sentence(12, 24)] + edit_drop(paragraphs, 2, rng)

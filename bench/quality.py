@@ -92,6 +92,7 @@ class Run:
     stored_bands: list[tuple[int, int]]  # article-id pairs sharing a stored band
     detect_calls: int
     seconds: float
+    pairs_checked: int  # candidate pairs verified exactly during the run
 
 
 def _outlet_rows(outlet_ids: Iterable[str]) -> list[SimpleNamespace]:
@@ -135,9 +136,11 @@ def run_detection(
         for a in articles:
             days[(a.first_seen - start).days].append(a)
         began = time.perf_counter()
+        checked = 0
         for day in sorted(days):
             store.insert_articles([rows[a.key] for a in days[day]])
-            detect(store, f"day-{day}", start + timedelta(days=day + 1), params)
+            outcome = detect(store, f"day-{day}", start + timedelta(days=day + 1), params)
+            checked += outcome.pairs_checked
         seconds = time.perf_counter() - began
         ids = {key: int(row["article_id"]) for key, row in rows.items()}
         key_of = {v: k for k, v in ids.items()}
@@ -167,6 +170,7 @@ def run_detection(
         [(int(a), int(b)) for a, b in stored_bands],
         len(days),
         seconds,
+        checked,
     )
 
 
@@ -179,7 +183,9 @@ class PairFigures:
     found_by_bands: int = 0  # of those, pairs sharing an LSH band (same shingles, same chrome)
     found_by_stored_bands: int = 0  # of those, pairs sharing a band as stored by the run
     missed: list[tuple[str, str]] = field(default_factory=list)
+    by_kind: dict[str, list[int]] = field(default_factory=dict)  # kind -> [accepted, found]
     stats: list[tuple[float, int, bool, bool]] = field(default_factory=list)
+    closest_different: list[tuple[int, float, str, str]] = field(default_factory=list)
     # (jaccard, run, same truth, copy-source pair) of every pair sharing >= 8 positions
 
 
@@ -221,12 +227,18 @@ def exact_pairs(run: Run, params: DetectionParams) -> PairFigures:
         copy_source = same and (new.source == old.key or old.source == new.key)
         jaccard, run_length = (stats.jaccard, stats.run) if stats else (0.0, 0)
         figures.stats.append((jaccard, run_length, same, copy_source))
+        if not same:
+            figures.closest_different.append((run_length, round(jaccard, 3), new.key, old.key))
         if compare(signed[i], signed[j], 0, params) is None:
             continue
         figures.accepted += 1
         pair = tuple(sorted((run.ids[new.key], run.ids[old.key])))
+        kind = new.kind if new.kind != "source" else old.kind
+        tally = figures.by_kind.setdefault(kind, [0, 0])
+        tally[0] += 1
         if pair in band_pairs:
             figures.found_by_bands += 1
+            tally[1] += 1
         else:
             figures.missed.append((new.key, old.key))
         figures.found_by_stored_bands += pair in stored
@@ -412,7 +424,8 @@ def evaluate(
         run = run_detection(articles, params, corpus.start, Path(tmp))
     echo(
         f"detection: {run.detect_calls} daily detect calls, {run.seconds:.1f} s "
-        f"({1000 * run.seconds / len(articles):.1f} ms per article)"
+        f"({1000 * run.seconds / len(articles):.1f} ms per article), "
+        f"{run.pairs_checked} candidate pairs verified"
     )
     overall = _scores(run, [a.key for a in articles])
     figures["overall"] = asdict(overall)
@@ -464,6 +477,21 @@ def evaluate(
             f"exact all-pairs computation accepts share a band; with the bands as stored "
             f"during the run: {pairs.found_by_stored_bands}/{pairs.accepted} = {stored:.4f} "
             f"({time.perf_counter() - began:.1f} s)"
+        )
+        figures["lsh"]["by_kind"] = pairs.by_kind
+        closest = sorted(pairs.closest_different, reverse=True)[:5]
+        figures["closest_different_pairs"] = closest
+        echo("  closest different-truth pairs (run, Jaccard, newer, older):")
+        for item in closest:
+            echo(f"    {item}")
+        echo(
+            "  by kind (pairs with a copy of that kind): "
+            + ", ".join(
+                f"{kind} {found}/{accepted}"
+                for kind, (accepted, found) in sorted(pairs.by_kind.items())
+                if found < accepted
+            )
+            + "; every other kind 100%"
         )
         for line in _sweep(pairs.stats, params):
             echo(line)

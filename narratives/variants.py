@@ -10,14 +10,16 @@ from dataclasses import dataclass
 from narratives.text import content_paragraphs, normalise
 
 _NUMBER = re.compile(r"(?<![\w.,])\d[\d,.]*\d(?![\w])|(?<![\w.,])\d(?![\w.,])")
-_WIRE = re.compile(
+# Also valid RE2 (DuckDB's regexp_matches): the view `article_wire_credit` (migration
+# 003_syndication) carries a copy of this pattern; tests/test_syndication.py checks they agree.
+WIRE_PATTERN = (
     r"\((?:with inputs from )?(?:agencies|agency|pti|ani|ians|reuters|afp|ap|app|ips|"
     r"[a-z ]*(?:wire|press|news) (?:service|agency))\)"
     r"|^\s*[—–-]\s*(?-i:[A-Z]{2,5})\s*$"  # an agency's initials alone on a line
     r"|published from a (?:wire )?agency feed"
-    r"|\b(?:reuters|afp|associated press|press trust of india)\s*$",
-    re.I | re.M,
+    r"|\b(?:reuters|afp|associated press|press trust of india)\s*$"
 )
+_WIRE = re.compile(WIRE_PATTERN, re.I | re.M)
 
 
 def has_wire_credit(text: str) -> bool:

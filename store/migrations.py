@@ -184,7 +184,40 @@ def _002_views(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+# narratives.variants.WIRE_PATTERN as it was when this migration shipped, with its flags
+_WIRE_RE2_003 = (
+    r"(?im)\((?:with inputs from )?(?:agencies|agency|pti|ani|ians|reuters|afp|ap|app|ips|"
+    r"[a-z ]*(?:wire|press|news) (?:service|agency))\)"
+    r"|^\s*[—–-]\s*(?-i:[A-Z]{2,5})\s*$"
+    r"|published from a (?:wire )?agency feed"
+    r"|\b(?:reuters|afp|associated press|press trust of india)\s*$"
+)
+
+
+def _003_syndication(con: duckdb.DuckDBPyConnection) -> None:
+    """Wire credits per article and per cluster: one wire story on many sites is real spread,
+    and the clusters it forms are marked as syndicated."""
+    pattern = _WIRE_RE2_003.replace("'", "''")
+    con.execute(
+        f"""
+        CREATE VIEW article_wire_credit AS
+        SELECT article_id, regexp_matches(text, '{pattern}') AS wire_credit
+        FROM articles;
+
+        CREATE VIEW cluster_syndication AS
+        SELECT m.cluster_id,
+               count(*) FILTER (WHERE w.wire_credit) AS wire_members,
+               count(*) AS members,
+               bool_or(w.wire_credit) AS syndicated
+        FROM cluster_members m
+        JOIN article_wire_credit w USING (article_id)
+        GROUP BY m.cluster_id;
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("001_initial", _001_initial),
     ("002_views", _002_views),
+    ("003_syndication", _003_syndication),
 ]
