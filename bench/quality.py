@@ -184,7 +184,7 @@ class PairFigures:
     found_by_stored_bands: int = 0  # of those, pairs sharing a band as stored by the run
     missed: list[tuple[str, str]] = field(default_factory=list)
     by_kind: dict[str, list[int]] = field(default_factory=dict)  # kind -> [accepted, found]
-    stats: list[tuple[float, int, bool, bool]] = field(default_factory=list)
+    stats: list[tuple[float, int, bool, bool, int]] = field(default_factory=list)
     closest_different: list[tuple[int, float, str, str]] = field(default_factory=list)
     # (jaccard, run, same truth, copy-source pair) of every pair sharing >= 8 positions
 
@@ -225,8 +225,10 @@ def exact_pairs(run: Run, params: DetectionParams) -> PairFigures:
         stats = pair_stats(signed[i], signed[j], params)
         same = new.truth is not None and new.truth == old.truth
         copy_source = same and (new.source == old.key or old.source == new.key)
-        jaccard, run_length = (stats.jaccard, stats.run) if stats else (0.0, 0)
-        figures.stats.append((jaccard, run_length, same, copy_source))
+        jaccard, run_length, n_shared = (
+            (stats.jaccard, stats.run, stats.shared) if stats else (0.0, 0, 0)
+        )
+        figures.stats.append((jaccard, run_length, same, copy_source, n_shared))
         if not same:
             figures.closest_different.append((run_length, round(jaccard, 3), new.key, old.key))
         if compare(signed[i], signed[j], 0, params) is None:
@@ -352,7 +354,7 @@ def _fmt(s: Scores) -> str:
 HEADER = "  pair P  pair R |  B3 P    B3 R   B3 F1 |   ARI"
 
 
-def _sweep(stats: list[tuple[float, int, bool, bool]], params: DetectionParams) -> list[str]:
+def _sweep(stats: list[tuple[float, int, bool, bool, int]], params: DetectionParams) -> list[str]:
     copy_source = sum(1 for s in stats if s[3])
     lines = [
         f"pairs sharing >= 8 shingle positions or Jaccard >= 0.05: {len(stats)} "
@@ -364,20 +366,18 @@ def _sweep(stats: list[tuple[float, int, bool, bool]], params: DetectionParams) 
             f"  different-truth pairs: max Jaccard {max(s[0] for s in other):.3f}, "
             f"max run {max(s[1] for s in other)}"
         )
-    for jac in (0.10, 0.15, 0.20, 0.30):
-        for run in (15, 20, 25, 30, 40):
-            accept = [s for s in stats if s[0] >= jac or s[1] >= run]
-            mark = (
-                " <- chosen"
-                if (jac, run) == (params.copy_jaccard, params.passage_min_shared)
-                else ""
-            )
-            lines.append(
-                f"  jaccard >= {jac:.2f} or run >= {run:2d}: copy-source pairs accepted "
-                f"{sum(s[3] for s in accept)}/{copy_source}, same-truth "
-                f"{sum(s[2] for s in accept)}, different-truth {sum(not s[2] for s in accept)}"
-                f"{mark}"
-            )
+    chosen = (params.copy_jaccard, params.copy_min_shared, params.passage_min_shared)
+    grid = [(jac, 0, run) for jac in (0.10, 0.15, 0.20, 0.30) for run in (15, 20, 25, 30, 40)]
+    grid += [(params.copy_jaccard, shared, params.passage_min_shared) for shared in (10, 15, 25)]
+    for jac, min_shared, run in grid:
+        accept = [s for s in stats if (s[0] >= jac and s[4] >= min_shared) or s[1] >= run]
+        mark = " <- chosen" if (jac, min_shared, run) == chosen else ""
+        lines.append(
+            f"  jaccard >= {jac:.2f} (shared >= {min_shared:2d}) or run >= {run:2d}: "
+            f"copy-source pairs accepted {sum(s[3] for s in accept)}/{copy_source}, "
+            f"same-truth {sum(s[2] for s in accept)}, "
+            f"different-truth {sum(not s[2] for s in accept)}{mark}"
+        )
     return lines
 
 

@@ -25,6 +25,7 @@ class DetectionParams:
     passage_min_words: int = 20
     # verification (exact, on shingle sets)
     copy_jaccard: float = 0.20  # whole-text Jaccard that makes two articles copies
+    copy_min_shared: int = 25  # ... when they share at least this many distinct shingles
     passage_min_shared: int = 25  # shared shingles in one dense run that make a shared passage
     passage_max_gap: int = 6  # missing shingles tolerated inside a run (edited words)
     merge_overlap: float = (

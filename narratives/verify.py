@@ -133,7 +133,7 @@ def compare(new: Signed, other: Signed, other_id: int, params: DetectionParams) 
     stats = pair_stats(new, other, params)
     if stats is None:
         return None
-    if stats.jaccard >= params.copy_jaccard:
+    if stats.jaccard >= params.copy_jaccard and stats.shared >= params.copy_min_shared:
         kind = "copy"
     elif stats.run >= params.passage_min_shared:
         kind = "passage"
