@@ -34,6 +34,7 @@ from synthetic import (  # noqa: E402
     START,
     HeavyPageSimulator,
     SimulatorProcess,
+    cpu_seconds,
     machine,
     subcorpus,
     synthetic_corpus,
@@ -72,7 +73,8 @@ def _descendants(pid: int) -> list[int]:
 class TreeMemory:
     """Samples the resident memory of this process and its descendants every 0.2 s."""
 
-    def __init__(self) -> None:
+    def __init__(self, exclude: int = 0) -> None:
+        self.exclude = exclude  # a child (with its own children) left out: the simulators
         self.peak_self = 0
         self.peak_tree = 0
         self._stop = threading.Event()
@@ -82,7 +84,8 @@ class TreeMemory:
         me = os.getpid()
         while not self._stop.wait(0.2):
             own = _rss_kib(me)
-            tree = own + sum(_rss_kib(p) for p in _descendants(me))
+            skip = {self.exclude, *_descendants(self.exclude)} if self.exclude else set()
+            tree = own + sum(_rss_kib(p) for p in _descendants(me) if p not in skip)
             self.peak_self = max(self.peak_self, own)
             self.peak_tree = max(self.peak_tree, tree)
 
@@ -163,13 +166,16 @@ def main() -> None:
         outlets.write_text(sim.toml, encoding="utf-8")
         config = load_outlets(outlets)
         db = workdir / "cycle.duckdb"
-        with TreeMemory() as memory:
+        cpu_main, cpu_children = cpu_seconds(), cpu_seconds(children=True)
+        with TreeMemory(exclude=sim.pid) as memory:
             started = time.perf_counter()
             summary = run_cycle(
                 config, str(db), START + timedelta(days=1), args.processes, str(uuid.uuid4())
             )
             elapsed = time.perf_counter() - started
         shutdown_pool()
+        cpu_main = cpu_seconds() - cpu_main
+        cpu_workers = cpu_seconds(children=True) - cpu_children
         requests, sim_cpu = sim.stop()
         n = summary.get("articles_new", 0)
         rate = n / elapsed
@@ -190,6 +196,11 @@ def main() -> None:
             f"  simulators (another process): {requests} requests, {sim_cpu:.1f} CPU s "
             f"({sim_cpu / elapsed:.0%} of one core over the cycle)"
         )
+        print(
+            f"  CPU seconds: extraction workers {cpu_workers:.1f} "
+            f"({cpu_workers / max(1, n) * 1000:.1f} ms per article), cycle process "
+            f"{cpu_main:.1f} (polling, fetching, storing, detection)"
+        )
         print(f"  database: {db.stat().st_size / 2**20:.0f} MiB")
         pages = the_same_pages(sim.toml, args.outlets, args.articles)
         kb = sorted(len(body) / 1024 for body, _url in pages)
@@ -197,12 +208,15 @@ def main() -> None:
             f"bare extraction: the same {len(pages)} pages (KB median {kb[len(kb) // 2]:.0f}, "
             f"mean {sum(kb) / len(kb):.0f}, max {kb[-1]:.0f})"
         )
+        cpu_children = cpu_seconds(children=True)
         bare_s, ok = bare_extraction(pages, args.processes)
+        bare_cpu = cpu_seconds(children=True) - cpu_children
         bare_rate = len(pages) / bare_s
         print(
             f"  {args.processes} processes: {bare_s:.1f} s = {bare_rate:.1f} pages/s "
             f"({bare_s * args.processes / len(pages) * 1000:.1f} ms per page per process; "
-            f"{ok} gave text)"
+            f"{ok} gave text); worker CPU {bare_cpu:.1f} s "
+            f"({bare_cpu / len(pages) * 1000:.1f} ms per page)"
         )
         print(f"cycle / bare-extraction limit: {rate / bare_rate:.2f}")
     finally:

@@ -335,6 +335,7 @@ class SimulatorProcess:
         )
         started = time.perf_counter()
         self._proc.start()
+        self.pid = self._proc.pid or 0
         self.toml: str = self._conn.recv()
         self.startup_seconds = time.perf_counter() - started
 

@@ -17,6 +17,7 @@ from prefect.runtime import flow_run
 
 from flows import reporting, stages
 from ingest.config import OutletsConfig, load_outlets
+from ingest.extract import start_pool
 from ingest.http import Fetcher
 from narratives.params import DEFAULT_PARAMS, DetectionParams
 from store.db import Store
@@ -104,6 +105,7 @@ def run_cycle(
         store.begin_run(run_id, as_of, config.source)
         counts: dict[str, int] = {}
         try:
+            start_pool(processes)  # workers get ready while the feeds are polled
             started = time.perf_counter()
             poll = calls.poll(config, store, fetcher, run_id, as_of)
             seconds["poll"] = time.perf_counter() - started

@@ -28,7 +28,7 @@ from narratives.detect import (
 )
 from narratives.params import DetectionParams
 from narratives.text import normalise, word_count
-from store.db import Store
+from store.db import Store, StoredText
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 MIN_FALLBACK_WORDS = 30  # feed text shorter than this is a teaser, not an article
 MAX_ENTRIES_PER_FEED = 300
 MAX_CANDIDATES_PER_ARTICLE = 200
+DETECT_BATCH = 1000  # articles signed, matched and written together
 
 
 class NetworkUnavailable(RuntimeError):
@@ -337,14 +338,34 @@ def detect(
     params: DetectionParams,
     clock: StageClock | None = None,
 ) -> DetectOutcome:
-    """Sign every unsigned article, find and verify candidates, place them in clusters."""
+    """Sign every unsigned article, find and verify candidates, place them in clusters; in
+    batches of at most DETECT_BATCH articles, oldest first, each written in its own
+    transaction (memory stays flat however large the cycle; within a batch only earlier
+    articles count as matches for later ones, so batch boundaries change nothing)."""
     clock = clock or StageClock()
-    clock.restart()
     outcome = DetectOutcome()
-    batch = store.articles_to_sign()
-    clock.lap("load")
-    if not batch:
-        return outcome
+    done: set[int] = set()
+    while True:
+        clock.restart()
+        batch = store.articles_to_sign(limit=DETECT_BATCH)
+        clock.lap("load")
+        if not batch:
+            return outcome
+        if batch[0].article_id in done:  # its signature was not written: never loop
+            raise RuntimeError(f"article {batch[0].article_id} was detected but not signed")
+        done.update(item.article_id for item in batch)
+        _detect_batch(store, batch, run_id, as_of, params, clock, outcome)
+
+
+def _detect_batch(
+    store: Store,
+    batch: list[StoredText],
+    run_id: str,
+    as_of: datetime,
+    params: DetectionParams,
+    clock: StageClock,
+    outcome: DetectOutcome,
+) -> None:
     store.ensure_params(params.param_set_id, params.as_dict())
     paragraph_list: list[dict[str, object]] = []
     for item in batch:
@@ -380,7 +401,7 @@ def detect(
     clock.lap("stored")
     verified = verify_candidates(ids, candidates, signed, params)
     clock.lap("verify")
-    outcome.pairs_checked = verified.pairs_checked
+    outcome.pairs_checked += verified.pairs_checked
     other_ids = {m.other_id for ms in verified.matches.values() for m in ms}
     membership = store.memberships(other_ids)
     births = store.cluster_births(set(membership.values()))
@@ -455,8 +476,7 @@ def detect(
         merges=merges,
     )
     clock.lap("write")
-    outcome.articles_signed = len(ids)
-    outcome.clusters_new = len(new_clusters)
-    outcome.clusters_joined = sum(1 for m in assignment.memberships if m.match is not None)
-    outcome.clusters_merged = len(merges)
-    return outcome
+    outcome.articles_signed += len(ids)
+    outcome.clusters_new += len(new_clusters)
+    outcome.clusters_joined += sum(1 for m in assignment.memberships if m.match is not None)
+    outcome.clusters_merged += len(merges)

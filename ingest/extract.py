@@ -129,6 +129,20 @@ def _pool(processes: int) -> ProcessPoolExecutor:
     return _POOL
 
 
+def _ready() -> bool:
+    return True  # unpickling this in a worker imports this module, and so trafilatura
+
+
+def start_pool(processes: int) -> None:
+    """Start the extraction workers now, without waiting for them: each takes a second or
+    two to import trafilatura, which then overlaps whatever the caller does next (polling
+    feeds) instead of delaying the first pages."""
+    if processes > 1:
+        pool = _pool(processes)
+        for _ in range(processes):
+            pool.submit(_ready)
+
+
 def shutdown_pool() -> None:
     global _POOL
     if _POOL is not None:

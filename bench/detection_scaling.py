@@ -1,0 +1,237 @@
+"""Incremental detection against a growing store: 1,000 new articles against 10k, 100k and 1M
+stored ones. Time and peak memory at each size.
+
+    .venv/bin/python bench/detection_scaling.py [--sizes 10000,100000,1000000] [--new 1000]
+
+The stored part is real where it matters and synthetic where it only has to be there:
+- 4,000 articles of the synthetic corpus (bench/synthetic.py) are stored and detected for real
+  (signatures, LSH bands, chrome paragraphs, clusters, matches), so the new articles meet real
+  candidates: about 30% of them re-post a story stored shortly before.
+- The rest, up to the size, is generated in DuckDB: articles with short texts, random MinHash
+  signatures, LSH band rows with uniform 64-bit hashes for the whole text and for a number of
+  passages drawn from the corpus's own distribution (12.5 on average: 430 band rows per
+  article, 430 million at 1M), outlet paragraph keys (6 per article plus each outlet's house
+  lines), cluster memberships and matches.
+The new articles are the next 1,000 of the corpus. Each size is measured in a fresh process
+(open the store, store the new articles, `flows.stages.detect` with a `StageClock`); peak
+memory is that process's peak resident set. Data lives in /tmp and is deleted afterwards.
+
+Prints figures only; never asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from detection_cost import article_rows  # noqa: E402
+from synthetic import START, machine, synthetic_corpus  # noqa: E402
+
+from flows.stages import StageClock, detect  # noqa: E402
+from narratives.detect import sign_text  # noqa: E402
+from narratives.params import DEFAULT_PARAMS  # noqa: E402
+from store.db import Store  # noqa: E402
+
+REAL = 4000
+CORPUS = 5000
+
+
+def _corpus_rows() -> list[dict[str, object]]:
+    corpus = synthetic_corpus(100, CORPUS)
+    return article_rows(corpus, START)
+
+
+def build_base(path: Path, rows: list[dict[str, object]]) -> np.ndarray:
+    """The real part: REAL articles stored and detected in cycles of 1,000. Returns the
+    passage counts of their texts (the distribution the synthetic part draws from)."""
+    store = Store(path)
+    for cycle in range(REAL // 1000):
+        batch = rows[cycle * 1000 : (cycle + 1) * 1000]
+        as_of = START + timedelta(days=400, hours=cycle)
+        for row in batch:
+            row["first_seen_at"] = as_of
+        store.insert_articles(batch)
+        detect(store, f"base-{cycle}", as_of, DEFAULT_PARAMS)
+    store.close()
+    return np.array(
+        [len(sign_text(str(r["text"]), set(), DEFAULT_PARAMS).passages) for r in rows[:REAL]]
+    )
+
+
+def add_filler(path: Path, count: int, passages: np.ndarray) -> float:
+    """Append `count` synthetic stored articles (older than the real ones) with everything
+    detection reads. Returns seconds taken."""
+    started = time.perf_counter()
+    store = Store(path)
+    con = store.con
+    bands = DEFAULT_PARAMS.bands
+    dist = ", ".join(str(int(p)) for p in passages[:1000])
+    chunk = 100_000
+    for first in range(0, count, chunk):
+        n = min(chunk, count - first)
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE filler AS
+            SELECT (hash(i, 'narratrace-filler') >> 2)::BIGINT AS article_id,
+                   i,
+                   'outlet-' || lpad((i % 100)::VARCHAR, 3, '0') AS outlet_id,
+                   ([{dist}])[1 + (i % 1000)::INTEGER] AS passages,
+                   TIMESTAMPTZ '{START.isoformat()}' - to_seconds(i * 30) AS seen
+            FROM range({first}, {first + n}) r(i)
+            """
+        )
+        con.execute(
+            """
+            INSERT INTO articles (article_id, canonical_url, url, outlet_id, feed_url, title,
+                author, sitename, language, published_at, first_seen_at, text, text_source,
+                content_hash, word_count, run_id)
+            SELECT article_id, 'https://filler.example/' || i, 'https://filler.example/' || i,
+                   outlet_id, 'https://filler.example/feed', 'Stored article ' || i, '', '',
+                   'en', seen, seen, 'A stored article, number ' || i || '.', 'page',
+                   md5(i::VARCHAR), 600, 'filler'
+            FROM filler
+            """
+        )
+        con.execute(
+            f"""
+            INSERT INTO signatures
+            SELECT article_id, '{DEFAULT_PARAMS.param_set_id}', 600, passages,
+                   list_transform(range(128), k -> (hash(i, k) % 4294967296)::UINTEGER)
+                       ::UINTEGER[128]
+            FROM filler
+            """
+        )
+        con.execute(
+            f"""
+            INSERT INTO lsh_bands
+            SELECT article_id, p::SMALLINT, b::UTINYINT, hash(i, p, b)
+            FROM filler, range(0, passages + 1) t(p), range({bands}) u(b)
+            """
+        )
+        con.execute(
+            """
+            INSERT INTO outlet_paragraphs
+            SELECT outlet_id, (hash(i, k) >> 1)::BIGINT, article_id
+            FROM filler, range(6) t(k)
+            UNION ALL
+            SELECT outlet_id, (hash(outlet_id, k) >> 1)::BIGINT, article_id
+            FROM filler, range(2) t(k)
+            """
+        )
+        con.execute(
+            """
+            INSERT INTO clusters
+            SELECT 'F' || (i // 3), article_id, seen, 'active', NULL, 'filler'
+            FROM filler WHERE i % 3 = 0
+            """
+        )
+        con.execute(
+            """
+            INSERT INTO cluster_members
+            SELECT article_id, 'F' || (i // 3), NULL, NULL, NULL, NULL, NULL, seen, 'filler'
+            FROM filler
+            """
+        )
+    con.execute("DROP TABLE filler")
+    con.execute("CHECKPOINT")
+    store.close()
+    return time.perf_counter() - started
+
+
+def measure(path: Path, new: int) -> dict[str, object]:
+    """Run in a fresh process: store `new` articles and detect them."""
+    rows = _corpus_rows()[REAL : REAL + new]
+    as_of = START + timedelta(days=401)
+    for row in rows:
+        row["first_seen_at"] = as_of
+    started = time.perf_counter()
+    store = Store(path)
+    opened = time.perf_counter() - started
+    stored = store.count("articles")
+    band_rows = store.count("lsh_bands")
+    store.insert_articles(rows)
+    clock = StageClock()
+    started = time.perf_counter()
+    found = detect(store, "measured", as_of, DEFAULT_PARAMS, clock)
+    took = time.perf_counter() - started
+    store.close()
+    with open("/proc/self/status", encoding="ascii") as status:
+        hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    return {
+        "stored": stored,
+        "band_rows": band_rows,
+        "open_s": round(opened, 2),
+        "detect_s": round(took, 3),
+        "signed": found.articles_signed,
+        "pairs": found.pairs_checked,
+        "joined": found.clusters_joined,
+        "stages": {k: round(v, 3) for k, v in clock.seconds.items()},
+        "peak_rss_mib": round(hwm / 1024),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--new", type=int, default=1000)
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(Path(args.measure), args.new)))
+        return
+    print(machine())
+    sizes = [int(s) for s in args.sizes.split(",")]
+    workdir = Path(tempfile.mkdtemp(prefix="narratrace-scaling-", dir="/tmp"))
+    try:
+        base = workdir / "base.duckdb"
+        started = time.perf_counter()
+        passages = build_base(base, _corpus_rows())
+        print(
+            f"real stored part: {REAL} articles detected in {time.perf_counter() - started:.0f} s;"
+            f" passages per article mean {passages.mean():.1f}"
+        )
+        results = []
+        for size in sizes:
+            db = workdir / f"stored-{size}.duckdb"
+            shutil.copy(base, db)
+            filled = add_filler(db, size - REAL, passages)
+            out = subprocess.run(
+                [sys.executable, __file__, "--measure", str(db), "--new", str(args.new)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            result["db_mib"] = round(db.stat().st_size / 2**20)
+            results.append(result)
+            print(
+                f"{result['stored']:>9,} stored ({result['band_rows']:,} band rows, "
+                f"{result['db_mib']} MiB, filled in {filled:.0f} s): {result['signed']} new in "
+                f"{result['detect_s']:.2f} s, peak RSS {result['peak_rss_mib']} MiB, "
+                f"{result['pairs']} pairs verified, {result['joined']} joined"
+            )
+            print(f"    stage seconds: {result['stages']}")
+            db.unlink()
+        first = results[0]
+        for result in results[1:]:
+            print(
+                f"time at {result['stored']:,} / at {first['stored']:,}: "
+                f"{result['detect_s'] / first['detect_s']:.2f}"
+            )
+    finally:
+        shutil.rmtree(workdir)
+
+
+if __name__ == "__main__":
+    main()
