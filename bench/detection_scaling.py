@@ -107,7 +107,7 @@ def add_filler(path: Path, count: int, passages: np.ndarray) -> float:
             f"""
             INSERT INTO signatures
             SELECT article_id, '{DEFAULT_PARAMS.param_set_id}', 600, passages,
-                   list_transform(range(128), k -> (hash(i, k) % 4294967296)::UINTEGER)
+                   list_transform(range(128), lambda k: (hash(i, k) % 4294967296)::UINTEGER)
                        ::UINTEGER[128]
             FROM filler
             """

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import ChainMap
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -20,6 +21,7 @@ from ingest.extract import PageToExtract, extract_stream
 from ingest.feeds import FeedEntry, parse_feed
 from ingest.http import Fetcher, FetchRequest, FetchResult
 from narratives.detect import (
+    Verified,
     bands_table,
     cluster_batch,
     paragraph_rows,
@@ -27,7 +29,9 @@ from narratives.detect import (
     verify_candidates,
 )
 from narratives.params import DetectionParams
+from narratives.signatures import Signed
 from narratives.text import normalise, word_count
+from narratives.verify import Match
 from store.db import Store, StoredText
 
 log = logging.getLogger(__name__)
@@ -357,6 +361,43 @@ def detect(
         _detect_batch(store, batch, run_id, as_of, params, clock, outcome)
 
 
+VERIFY_CHUNK = 1000  # candidate pairs verified together (stored texts signed for them)
+
+
+def _verify_with_stored(
+    ids: list[int],
+    candidates: list[tuple[int, int, int]],
+    signed: dict[int, Signed],
+    stored: dict[int, StoredText],
+    stored_chrome: dict[str, set[int]],
+    params: DetectionParams,
+    clock: StageClock,
+) -> Verified:
+    """Verify the candidates in chunks, signing each stored text for the first chunk that
+    needs it and dropping its signature after the last one: memory holds the batch and one
+    chunk's stored texts, not every candidate's tokens at once. Same result as one call."""
+    last_chunk = {other: i // VERIFY_CHUNK for i, (_n, other, _h) in enumerate(candidates)}
+    cache: dict[int, Signed] = {}
+    matches: dict[int, list[Match]] = {}
+    checked = 0
+    for chunk, first in enumerate(range(0, len(candidates), VERIFY_CHUNK)):
+        part = candidates[first : first + VERIFY_CHUNK]
+        for _new, other, _hits in part:
+            text = stored.get(other)
+            if text is not None and other not in cache:
+                chrome = stored_chrome[text.outlet_id]
+                cache[other] = sign_text(text.text, chrome, params, text.outlet_id)
+        clock.lap("stored")
+        found = verify_candidates(ids, part, ChainMap(cache, signed), params)
+        for new_id, new_matches in found.matches.items():
+            matches.setdefault(new_id, []).extend(new_matches)
+        checked += found.pairs_checked
+        for other in [o for o in cache if last_chunk[o] <= chunk]:
+            del cache[other]
+        clock.lap("verify")
+    return Verified(matches, checked)
+
+
 def _detect_batch(
     store: Store,
     batch: list[StoredText],
@@ -377,7 +418,10 @@ def _detect_batch(
         ),
     )
     chrome = store.chrome_keys(
-        {item.outlet_id for item in batch}, params.chrome_min_articles, pending=paragraphs
+        {item.outlet_id for item in batch},
+        params.chrome_min_articles,
+        pending=paragraphs,
+        of_articles=[item.article_id for item in batch],
     )
     clock.lap("chrome")
     ids = [item.article_id for item in batch]
@@ -392,15 +436,13 @@ def _detect_batch(
     clock.lap("candidates")
     stored = store.texts({other for _new, other, _h in candidates if other not in signed})
     stored_chrome = store.chrome_keys(
-        {t.outlet_id for t in stored.values()}, params.chrome_min_articles, pending=paragraphs
+        {t.outlet_id for t in stored.values()},
+        params.chrome_min_articles,
+        pending=paragraphs,
+        of_articles=stored,
     )
-    for other_id, text in stored.items():
-        signed[other_id] = sign_text(
-            text.text, stored_chrome[text.outlet_id], params, text.outlet_id
-        )
     clock.lap("stored")
-    verified = verify_candidates(ids, candidates, signed, params)
-    clock.lap("verify")
+    verified = _verify_with_stored(ids, candidates, signed, stored, stored_chrome, params, clock)
     outcome.pairs_checked += verified.pairs_checked
     other_ids = {m.other_id for ms in verified.matches.values() for m in ms}
     membership = store.memberships(other_ids)

@@ -69,8 +69,19 @@ def _open_hint(error: str) -> str:
     return "Check that the path is a writable DuckDB database file."
 
 
+# DuckDB caches the blocks it reads up to its memory limit (by default 80% of the machine's
+# memory): without a cap, a cycle's scan of a large lsh_bands table grows the process by
+# gigabytes. Beyond the cap DuckDB re-reads blocks (from the OS page cache) or spills to disk.
+DEFAULT_MEMORY_LIMIT = "512MB"
+
+
 class Store:
-    def __init__(self, path: Path | str, read_only: bool = False):
+    def __init__(
+        self,
+        path: Path | str,
+        read_only: bool = False,
+        memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
+    ):
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -79,6 +90,8 @@ class Store:
         except duckdb.IOException as exc:
             raise StoreError(f"cannot open {self.path}: {exc}. {_open_hint(str(exc))}") from None
         self.sql("SET TimeZone = 'UTC'")
+        if memory_limit:
+            self.sql(f"SET memory_limit = '{memory_limit}'")
         if not read_only:
             self.migrate()
 
@@ -305,20 +318,35 @@ class Store:
         self._insert("outlet_paragraphs", rows, "ON CONFLICT DO NOTHING")
 
     def chrome_keys(
-        self, outlet_ids: Iterable[str], min_articles: int, pending: pa.Table | None = None
+        self,
+        outlet_ids: Iterable[str],
+        min_articles: int,
+        pending: pa.Table | None = None,
+        of_articles: Iterable[int] | None = None,
     ) -> dict[str, set[int]]:
         """Each outlet's chrome: short paragraphs it repeats in at least `min_articles` of its
         articles and that no other outlet carries (a claim copied across outlets is not chrome).
-        `pending` adds paragraph rows not yet written (the batch being processed)."""
+        `pending` adds paragraph rows not yet written (the batch being processed). With
+        `of_articles`, only the paragraphs those articles carry are considered (all a caller
+        signing them needs): the work then follows the batch, not the store."""
         outlets = list(set(outlet_ids))
         if not outlets:
             return {}
+        wanted = ""
+        params: list[Any] = [outlets]
+        if of_articles is not None:
+            wanted = (
+                "AND paragraph_key IN (SELECT paragraph_key FROM p "
+                "WHERE article_id IN (SELECT unnest(?::BIGINT[])))"
+            )
+            params.append(list(set(of_articles)))
+        params += [min_articles, outlets]
         source = "outlet_paragraphs"
         if pending is not None and pending.num_rows:
             self.con.register("_pending_paragraphs", pending)
             source = (
                 "(SELECT outlet_id, paragraph_key, article_id FROM outlet_paragraphs "
-                "UNION SELECT outlet_id, paragraph_key, article_id FROM _pending_paragraphs)"
+                "UNION ALL SELECT outlet_id, paragraph_key, article_id FROM _pending_paragraphs)"
             )
         try:
             rows = self.sql(
@@ -326,6 +354,7 @@ class Store:
                 WITH p AS (SELECT * FROM {source}),
                 keys AS (
                     SELECT DISTINCT paragraph_key FROM p WHERE list_contains(?, outlet_id)
+                    {wanted}
                 ),
                 counts AS (
                     SELECT paragraph_key, outlet_id, count(DISTINCT article_id) AS n
@@ -337,7 +366,7 @@ class Store:
                   AND NOT EXISTS (SELECT 1 FROM counts o WHERE o.paragraph_key = c.paragraph_key
                                   AND o.outlet_id <> c.outlet_id)
                 """,
-                [outlets, min_articles, outlets],
+                params,
             )
         finally:
             if source != "outlet_paragraphs":
@@ -352,20 +381,29 @@ class Store:
     ) -> list[tuple[int, int, int]]:
         """(new_id, other_id, shared bands) for every pair sharing a band hash, where other is
         any stored article or another article of the batch. At most `max_per_article` others
-        per new article, those sharing most bands first."""
+        per new article, those sharing most bands first.
+
+        The stored side is read in one pass as a semi join on band_hash alone: only the few
+        stored rows that share a hash with the batch are then joined band by band. Joining
+        the batch's hundreds of thousands of band rows against every stored row directly
+        costs twice as much, and this pass is the one step whose work grows with the store
+        (docs/performance.md)."""
         if new_bands.num_rows == 0:
             return []
         self.con.register("_new_bands", new_bands)
         try:
             rows = self.sql(
                 """
-                WITH pairs AS (
+                WITH others AS (
+                    SELECT article_id, band, band_hash FROM lsh_bands
+                    WHERE band_hash IN (SELECT band_hash FROM _new_bands)
+                    UNION ALL
+                    SELECT article_id, band, band_hash FROM _new_bands
+                ),
+                pairs AS (
                     SELECT n.article_id AS new_id, o.article_id AS other_id, count(*) AS hits
                     FROM _new_bands n
-                    JOIN (SELECT article_id, band, band_hash FROM lsh_bands
-                          UNION ALL
-                          SELECT article_id, band, band_hash FROM _new_bands) o
-                      ON n.band = o.band AND n.band_hash = o.band_hash
+                    JOIN others o ON n.band = o.band AND n.band_hash = o.band_hash
                     WHERE n.article_id <> o.article_id
                     GROUP BY n.article_id, o.article_id
                 )
