@@ -14,7 +14,10 @@ The stored part is real where it matters and synthetic where it only has to be t
   lines), cluster memberships and matches.
 The new articles are the next 1,000 of the corpus. Each size is measured in a fresh process
 (open the store, store the new articles, `flows.stages.detect` with a `StageClock`); peak
-memory is that process's peak resident set. Data lives in /tmp and is deleted afterwards.
+memory is that process's peak resident set. The store file is read once beforehand, so it sits
+in the OS page cache as it does when cycles run every few minutes (at 1M stored, a first read
+from this machine's disk takes half a minute more). Data lives in /tmp and is deleted
+afterwards (unless --keep).
 
 Prints figures only; never asserts on time.
 """
@@ -73,7 +76,7 @@ def add_filler(path: Path, count: int, passages: np.ndarray) -> float:
     """Append `count` synthetic stored articles (older than the real ones) with everything
     detection reads. Returns seconds taken."""
     started = time.perf_counter()
-    store = Store(path)
+    store = Store(path, memory_limit="8GB")  # bulk loading 100,000 articles at a time
     con = store.con
     bands = DEFAULT_PARAMS.bands
     dist = ", ".join(str(int(p)) for p in passages[:1000])
@@ -143,10 +146,19 @@ def add_filler(path: Path, count: int, passages: np.ndarray) -> float:
             FROM filler
             """
         )
+        con.execute("CHECKPOINT")
     con.execute("DROP TABLE filler")
     con.execute("CHECKPOINT")
     store.close()
     return time.perf_counter() - started
+
+
+def _read_through(path: Path) -> None:
+    """Read the file once, so it sits in the OS page cache as it does for a store that a
+    cycle reads every few minutes (a first read from this machine's disk is disk-bound)."""
+    with open(path, "rb") as data:
+        while data.read(1 << 24):
+            pass
 
 
 def measure(path: Path, new: int) -> dict[str, object]:
@@ -186,16 +198,19 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--new", type=int, default=1000)
     parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--keep", help="keep filled stores in this folder and reuse them")
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure(Path(args.measure), args.new)))
         return
     print(machine())
     sizes = [int(s) for s in args.sizes.split(",")]
-    workdir = Path(tempfile.mkdtemp(prefix="narratrace-scaling-", dir="/tmp"))
+    workdir = Path(args.keep or tempfile.mkdtemp(prefix="narratrace-scaling-", dir="/tmp"))
+    workdir.mkdir(parents=True, exist_ok=True)
     try:
         base = workdir / "base.duckdb"
         started = time.perf_counter()
+        base.unlink(missing_ok=True)
         passages = build_base(base, _corpus_rows())
         print(
             f"real stored part: {REAL} articles detected in {time.perf_counter() - started:.0f} s;"
@@ -204,14 +219,24 @@ def main() -> None:
         results = []
         for size in sizes:
             db = workdir / f"stored-{size}.duckdb"
-            shutil.copy(base, db)
-            filled = add_filler(db, size - REAL, passages)
+            kept = workdir / f"kept-{size}.duckdb"
+            if kept.exists():  # --keep: reuse a filled store (copied: measuring changes it)
+                shutil.copy(kept, db)
+                filled = 0.0
+            else:
+                shutil.copy(base, db)
+                filled = add_filler(db, size - REAL, passages)
+                if args.keep:
+                    shutil.copy(db, kept)
+            _read_through(db)  # steady state: the file in the OS page cache (see docstring)
             out = subprocess.run(
                 [sys.executable, __file__, "--measure", str(db), "--new", str(args.new)],
-                check=True,
                 capture_output=True,
                 text=True,
             )
+            if out.returncode:
+                print(f"{size:>9,} stored: the measuring process failed:\n{out.stderr}")
+                raise SystemExit(1)
             result = json.loads(out.stdout.strip().splitlines()[-1])
             result["db_mib"] = round(db.stat().st_size / 2**20)
             results.append(result)
@@ -230,7 +255,8 @@ def main() -> None:
                 f"{result['detect_s'] / first['detect_s']:.2f}"
             )
     finally:
-        shutil.rmtree(workdir)
+        if not args.keep:
+            shutil.rmtree(workdir)
 
 
 if __name__ == "__main__":

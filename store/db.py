@@ -73,6 +73,7 @@ def _open_hint(error: str) -> str:
 # memory): without a cap, a cycle's scan of a large lsh_bands table grows the process by
 # gigabytes. Beyond the cap DuckDB re-reads blocks (from the OS page cache) or spills to disk.
 DEFAULT_MEMORY_LIMIT = "512MB"
+PARAGRAPH_KEY = ["outlet_id", "paragraph_key", "article_id"]
 
 
 class Store:
@@ -148,6 +149,46 @@ class Store:
         try:
             columns = ", ".join(arrow.column_names)
             self.sql(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {view} {conflict}")
+        finally:
+            self.con.unregister(view)
+        return arrow.num_rows
+
+    def _insert_new(
+        self,
+        table: str,
+        rows: Sequence[dict[str, Any]] | pa.Table,
+        key: Sequence[str],
+        unique: Sequence[str] = (),
+    ) -> int:
+        """Insert the rows whose `key` (and each column of `unique`) is not in `table` yet,
+        keeping the first of any duplicates in `rows`: idempotent writes without key indexes
+        (see migration 004)."""
+        if isinstance(rows, pa.Table):
+            arrow = rows
+        else:
+            if not rows:
+                return 0
+            arrow = pa.Table.from_pylist(list(rows))
+        if arrow.num_rows == 0:
+            return 0
+        view = f"_incoming_{table}"
+        self.con.register(view, arrow)
+        try:
+            columns = ", ".join(arrow.column_names)
+            groups = [list(key)] + [[column] for column in unique]
+            absent = " AND ".join(
+                "NOT EXISTS (SELECT 1 FROM {t} t WHERE {same})".format(
+                    t=table, same=" AND ".join(f"t.{k} = i.{k}" for k in group)
+                )
+                for group in groups
+            )
+            first = " AND ".join(
+                f"row_number() OVER (PARTITION BY {', '.join(group)}) = 1" for group in groups
+            )
+            self.sql(
+                f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {view} i "
+                f"WHERE {absent} QUALIFY {first}"
+            )
         finally:
             self.con.unregister(view)
         return arrow.num_rows
@@ -279,7 +320,7 @@ class Store:
         if not rows:
             return 0
         before = self.count("articles")
-        self._insert("articles", rows, "ON CONFLICT DO NOTHING")
+        self._insert_new("articles", rows, ["article_id"], unique=["canonical_url"])
         return self.count("articles") - before
 
     def count(self, table: str) -> int:
@@ -315,7 +356,7 @@ class Store:
         )
 
     def record_paragraphs(self, rows: Sequence[dict[str, Any]]) -> None:
-        self._insert("outlet_paragraphs", rows, "ON CONFLICT DO NOTHING")
+        self._insert_new("outlet_paragraphs", rows, PARAGRAPH_KEY)
 
     def chrome_keys(
         self,
@@ -468,10 +509,10 @@ class Store:
             }
         )
         with self.transaction():
-            self._insert("signatures", signatures, "ON CONFLICT DO NOTHING")
+            self._insert_new("signatures", signatures, ["article_id"])
             self._insert("lsh_bands", bands)
-            self._insert("outlet_paragraphs", paragraphs, "ON CONFLICT DO NOTHING")
-            self._insert("clusters", list(new_clusters), "ON CONFLICT DO NOTHING")
+            self._insert_new("outlet_paragraphs", paragraphs, PARAGRAPH_KEY)
+            self._insert_new("clusters", list(new_clusters), ["cluster_id"])
             for merge in merges:
                 self.sql(
                     "UPDATE cluster_members SET cluster_id = ? WHERE cluster_id = ?",
@@ -486,8 +527,8 @@ class Store:
                     [merge["survivor_cluster_id"], merge["absorbed_cluster_id"]],
                 )
             self._insert("cluster_merges", list(merges))
-            self._insert("cluster_members", list(members), "ON CONFLICT DO NOTHING")
-            self._insert("article_matches", list(matches), "ON CONFLICT DO NOTHING")
+            self._insert_new("cluster_members", list(members), ["article_id"])
+            self._insert_new("article_matches", list(matches), ["article_id", "other_article_id"])
 
 
 class _Transaction:

@@ -216,8 +216,79 @@ def _003_syndication(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+# Tables that grow with every article, as they were in 001 but without PRIMARY KEY / UNIQUE:
+# DuckDB keeps an ART index per key in memory, and an insert of new random keys loads nearly
+# all of it (at 1M articles: 0.5 GiB for signatures and outlet_paragraphs alone, past the
+# store's memory cap). Store inserts into them skip rows whose key is already there (an anti
+# join), which is what ON CONFLICT DO NOTHING did.
+_UNKEYED_004 = {
+    "articles": """
+        article_id    BIGINT NOT NULL,
+        canonical_url VARCHAR NOT NULL,
+        url           VARCHAR NOT NULL,
+        outlet_id     VARCHAR NOT NULL,
+        feed_url      VARCHAR,
+        title         VARCHAR,
+        author        VARCHAR,
+        sitename      VARCHAR,
+        language      VARCHAR,
+        published_at  TIMESTAMPTZ,
+        first_seen_at TIMESTAMPTZ NOT NULL,
+        text          VARCHAR NOT NULL,
+        text_source   VARCHAR NOT NULL,
+        content_hash  VARCHAR NOT NULL,
+        word_count    INTEGER NOT NULL,
+        run_id        VARCHAR NOT NULL""",
+    "signatures": """
+        article_id    BIGINT NOT NULL,
+        param_set_id  VARCHAR NOT NULL,
+        shingle_count INTEGER NOT NULL,
+        passage_count INTEGER NOT NULL,
+        minhash       UINTEGER[128] NOT NULL""",
+    "outlet_paragraphs": """
+        outlet_id     VARCHAR NOT NULL,
+        paragraph_key BIGINT NOT NULL,
+        article_id    BIGINT NOT NULL""",
+    "clusters": """
+        cluster_id         VARCHAR NOT NULL,
+        founder_article_id BIGINT NOT NULL,
+        created_at         TIMESTAMPTZ NOT NULL,
+        status             VARCHAR NOT NULL,
+        merged_into        VARCHAR,
+        run_id             VARCHAR NOT NULL""",
+    "cluster_members": """
+        article_id         BIGINT NOT NULL,
+        cluster_id         VARCHAR NOT NULL,
+        matched_article_id BIGINT,
+        match_kind         VARCHAR,
+        similarity         DOUBLE,
+        containment        DOUBLE,
+        matched_passage    VARCHAR,
+        joined_at          TIMESTAMPTZ NOT NULL,
+        run_id             VARCHAR NOT NULL""",
+    "article_matches": """
+        article_id       BIGINT NOT NULL,
+        other_article_id BIGINT NOT NULL,
+        match_kind       VARCHAR NOT NULL,
+        similarity       DOUBLE NOT NULL,
+        containment      DOUBLE NOT NULL,
+        shared_shingles  INTEGER NOT NULL,
+        run_shingles     INTEGER NOT NULL,
+        matched_passage  VARCHAR""",
+}
+
+
+def _004_unkeyed_growing_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for table, columns in _UNKEYED_004.items():
+        con.execute(f"CREATE TABLE {table}__004 ({columns})")
+        con.execute(f"INSERT INTO {table}__004 SELECT * FROM {table}")
+        con.execute(f"DROP TABLE {table}")
+        con.execute(f"ALTER TABLE {table}__004 RENAME TO {table}")
+
+
 MIGRATIONS: list[Migration] = [
     ("001_initial", _001_initial),
     ("002_views", _002_views),
     ("003_syndication", _003_syndication),
+    ("004_unkeyed_growing_tables", _004_unkeyed_growing_tables),
 ]
