@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -153,9 +154,24 @@ def add_filler(path: Path, count: int, passages: np.ndarray) -> float:
     return time.perf_counter() - started
 
 
+def _drop_from_page_cache(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 def _read_through(path: Path) -> None:
-    """Read the file once, so it sits in the OS page cache as it does for a store that a
-    cycle reads every few minutes (a first read from this machine's disk is disk-bound)."""
+    """Flush the file to disk (a fresh copy's dirty pages would make the first commit wait
+    for gigabytes of writeback), then read it once, so it sits in the OS page cache as it does
+    for a store that a cycle reads every few minutes (a first read from this machine's disk is
+    disk-bound)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     with open(path, "rb") as data:
         while data.read(1 << 24):
             pass
@@ -222,6 +238,7 @@ def main() -> None:
             kept = workdir / f"kept-{size}.duckdb"
             if kept.exists():  # --keep: reuse a filled store (copied: measuring changes it)
                 shutil.copy(kept, db)
+                _drop_from_page_cache(kept)  # only the measured file competes for the cache
                 filled = 0.0
             else:
                 shutil.copy(base, db)

@@ -72,7 +72,7 @@ def _open_hint(error: str) -> str:
 # DuckDB caches the blocks it reads up to its memory limit (by default 80% of the machine's
 # memory): without a cap, a cycle's scan of a large lsh_bands table grows the process by
 # gigabytes. Beyond the cap DuckDB re-reads blocks (from the OS page cache) or spills to disk.
-DEFAULT_MEMORY_LIMIT = "512MB"
+DEFAULT_MEMORY_LIMIT = "256MB"
 PARAGRAPH_KEY = ["outlet_id", "paragraph_key", "article_id"]
 
 
@@ -176,9 +176,16 @@ class Store:
         try:
             columns = ", ".join(arrow.column_names)
             groups = [list(key)] + [[column] for column in unique]
+            # the stored rows that could clash are found first by a scan of one column
+            # against the few incoming values (a small hash table), never by hashing the table
             absent = " AND ".join(
-                "NOT EXISTS (SELECT 1 FROM {t} t WHERE {same})".format(
-                    t=table, same=" AND ".join(f"t.{k} = i.{k}" for k in group)
+                "NOT EXISTS (SELECT 1 FROM (SELECT {keys} FROM {t} WHERE {k0} IN "
+                "(SELECT {k0} FROM {v})) t WHERE {same})".format(
+                    keys=", ".join(group),
+                    t=table,
+                    k0=group[0],
+                    v=view,
+                    same=" AND ".join(f"t.{k} = i.{k}" for k in group),
                 )
                 for group in groups
             )
@@ -373,18 +380,28 @@ class Store:
         outlets = list(set(outlet_ids))
         if not outlets:
             return {}
-        wanted = ""
-        params: list[Any] = [outlets]
-        if of_articles is not None:
-            wanted = (
-                "AND paragraph_key IN (SELECT paragraph_key FROM p "
-                "WHERE article_id IN (SELECT unnest(?::BIGINT[])))"
+        if of_articles is None:
+            keys = "SELECT DISTINCT paragraph_key FROM p WHERE list_contains(?, outlet_id)"
+            params: list[Any] = [outlets]
+        else:
+            keys = (
+                "SELECT DISTINCT paragraph_key FROM p "
+                "WHERE article_id IN (SELECT unnest(?::BIGINT[]))"
             )
-            params.append(list(set(of_articles)))
+            params = [list(set(of_articles))]
         params += [min_articles, outlets]
         source = "outlet_paragraphs"
         if pending is not None and pending.num_rows:
-            self.con.register("_pending_paragraphs", pending)
+            # a temporary table, not the Arrow table itself: a union with an Arrow scan keeps
+            # DuckDB from pushing the filters down (5-10 times slower at 1M stored)
+            self.con.register("_pending_arrow", pending)
+            try:
+                self.sql(
+                    "CREATE OR REPLACE TEMP TABLE _pending_paragraphs AS "
+                    "SELECT outlet_id, paragraph_key, article_id FROM _pending_arrow"
+                )
+            finally:
+                self.con.unregister("_pending_arrow")
             source = (
                 "(SELECT outlet_id, paragraph_key, article_id FROM outlet_paragraphs "
                 "UNION ALL SELECT outlet_id, paragraph_key, article_id FROM _pending_paragraphs)"
@@ -392,11 +409,8 @@ class Store:
         try:
             rows = self.sql(
                 f"""
-                WITH p AS (SELECT * FROM {source}),
-                keys AS (
-                    SELECT DISTINCT paragraph_key FROM p WHERE list_contains(?, outlet_id)
-                    {wanted}
-                ),
+                WITH p AS NOT MATERIALIZED (SELECT * FROM {source}),
+                keys AS ({keys}),
                 counts AS (
                     SELECT paragraph_key, outlet_id, count(DISTINCT article_id) AS n
                     FROM p SEMI JOIN keys USING (paragraph_key)
@@ -411,7 +425,7 @@ class Store:
             )
         finally:
             if source != "outlet_paragraphs":
-                self.con.unregister("_pending_paragraphs")
+                self.sql("DROP TABLE IF EXISTS _pending_paragraphs")
         result: dict[str, set[int]] = {outlet: set() for outlet in outlets}
         for outlet, key in rows:
             result[outlet].add(int(key))
@@ -431,7 +445,16 @@ class Store:
         (docs/performance.md)."""
         if new_bands.num_rows == 0:
             return []
-        self.con.register("_new_bands", new_bands)
+        # copied into a temporary table: DuckDB plans a semi join against an Arrow scan
+        # poorly (twice as slow at 1M stored)
+        self.con.register("_new_bands_arrow", new_bands)
+        try:
+            self.sql(
+                "CREATE OR REPLACE TEMP TABLE _new_bands AS "
+                "SELECT article_id, band, band_hash FROM _new_bands_arrow"
+            )
+        finally:
+            self.con.unregister("_new_bands_arrow")
         try:
             rows = self.sql(
                 """
@@ -455,7 +478,7 @@ class Store:
                 [max_per_article],
             )
         finally:
-            self.con.unregister("_new_bands")
+            self.sql("DROP TABLE IF EXISTS _new_bands")
         return [(int(a), int(b), int(h)) for a, b, h in rows]
 
     def memberships(self, article_ids: Iterable[int]) -> dict[int, str]:
