@@ -386,7 +386,7 @@ def _verify_with_stored(
             text = stored.get(other)
             if text is not None and other not in cache:
                 chrome = stored_chrome[text.outlet_id]
-                cache[other] = sign_text(text.text, chrome, params, text.outlet_id)
+                cache[other] = sign_text(text.text, chrome, params, text.outlet_id, minhash=False)
         clock.lap("stored")
         found = verify_candidates(ids, part, ChainMap(cache, signed), params)
         for new_id, new_matches in found.matches.items():

@@ -23,12 +23,15 @@ from narratives.text import (
 from narratives.verify import Match, compare
 
 
-def sign_text(text: str, chrome: set[int], params: DetectionParams, outlet: str = "") -> Signed:
+def sign_text(
+    text: str, chrome: set[int], params: DetectionParams, outlet: str = "", minhash: bool = True
+) -> Signed:
     """Shingles and signatures of the text's content paragraphs (the outlet's `chrome`
     dropped). `outlet` lets verification tell two texts of one outlet apart by more than the
-    house lines they share before those are learned as chrome."""
+    house lines they share before those are learned as chrome. `minhash=False` skips the
+    signatures (a stored text that is only verified against)."""
     paragraphs = content_paragraphs(text, chrome, params.chrome_max_words)
-    return sign(tokenize(paragraphs, outlet), params)
+    return sign(tokenize(paragraphs, outlet), params, minhash)
 
 
 def paragraph_rows(

@@ -98,9 +98,15 @@ def passages_of(tokens: Tokens, params: DetectionParams) -> list[Passage]:
     return result
 
 
-def sign(tokens: Tokens, params: DetectionParams) -> Signed:
+def sign(tokens: Tokens, params: DetectionParams, minhash: bool = True) -> Signed:
+    """Shingles, passages and MinHash signatures of a text. With `minhash=False` only the
+    shingles and passages (all exact verification reads): the signatures are left empty,
+    which saves a fifth of the work for a stored text that is only verified against."""
     hashes = shingle_hashes(tokens.words, params.shingle_size)
     passages = passages_of(tokens, params)
+    if not minhash:
+        none = np.empty(0, np.uint32)
+        return Signed(tokens, hashes, none, tuple(passages), np.empty((0, 0), np.uint32))
     if hashes.size == 0:
         empty = np.full(params.num_perm, UINT32_MAX, dtype=np.uint32)
         return Signed(tokens, hashes, empty, (), np.empty((0, params.num_perm), np.uint32))
