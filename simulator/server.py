@@ -135,6 +135,7 @@ class _Response:
     last_modified: datetime | None = None  # with an ETag: conditional requests are honoured
     cache_control: str = ""
     delay: float = 0.0  # seconds to stall before answering
+    etag: str = ""  # precomputed ETag of body ("" = computed when sent)
 
 
 def _etag(body: bytes) -> str:
@@ -236,7 +237,7 @@ class _Handler(BaseHTTPRequestHandler):
         status = response.status
         body = response.body
         if status == 200 and response.last_modified is not None:
-            etag = _etag(body)
+            etag = response.etag or _etag(body)
             headers["ETag"] = etag
             headers["Last-Modified"] = http_date(response.last_modified)
             if _is_not_modified(self.headers, etag, response.last_modified):
@@ -293,7 +294,7 @@ class OutletSimulator:
         self._articles = {article_path(a): a for a in corpus.articles}
         self._feeds = {feed_path(o): o for o in corpus.outlets}
         # pages are pure functions of (outlet, article, base URL): render each once
-        self._pages: dict[str, bytes] = {}
+        self._pages: dict[str, tuple[bytes, str]] = {}  # path -> (page, its ETag)
         self._pages_lock = threading.Lock()
         self._related: dict[tuple[str, str], tuple[DemoArticle, ...]] = {}
         for outlet in corpus.outlets:
@@ -486,17 +487,19 @@ class OutletSimulator:
 
     def _article(self, outlet: DemoOutlet, article: DemoArticle) -> _Response:
         delay = self.timeout_delay if article.fault == "timeout" else 0.0
+        etag = ""
         if article.fault == "pdf":
             body = render_pdf(article)
             content_type = "application/pdf"
         else:
             path = article_path(article)
             with self._pages_lock:
-                body = self._pages.get(path, b"")
+                body, etag = self._pages.get(path, (b"", ""))
             if not body:
                 body = self._render_article(outlet, article)
+                etag = _etag(body)
                 with self._pages_lock:
-                    self._pages[path] = body
+                    self._pages[path] = (body, etag)
             content_type = HTML
         return _Response(
             200,
@@ -505,6 +508,7 @@ class OutletSimulator:
             last_modified=article.published_at,
             cache_control=PAGE_CACHE_CONTROL,
             delay=delay,
+            etag=etag,
         )
 
     def _render_article(self, outlet: DemoOutlet, article: DemoArticle) -> bytes:
