@@ -42,11 +42,11 @@ BASE = "http://127.0.0.2:8000"
 def extraction_ms(corpus, sample: int) -> tuple[float, float]:
     """Mean trafilatura milliseconds per page over `sample` pages, and the extracted word
     count as a share of the article's own."""
-    pages = page_bytes(corpus, BASE)
-    step = max(1, len(pages) // sample)
+    articles = list(corpus.articles[:: max(1, len(corpus.articles) // sample)][:sample])
+    pages = page_bytes(corpus, BASE, articles)
     times = []
     words = []
-    for page, article in list(zip(pages, corpus.articles, strict=True))[::step][:sample]:
+    for page, article in zip(pages, articles, strict=True):
         started = time.perf_counter()
         doc = extract_article(page, article_url(BASE, article), "text/html; charset=utf-8")
         times.append((time.perf_counter() - started) * 1000)

@@ -30,9 +30,13 @@ os.environ.setdefault("PREFECT_HOME", _HOME)
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.setdefault("PREFECT_SERVER_UI_ENABLED", "false")
 
-from flows.prefect_env import apply_offline_defaults  # noqa: E402
+from flows.prefect_env import (  # noqa: E402
+    apply_offline_defaults,
+    exit_quietly_after_cleanup,
+)
 
 apply_offline_defaults()
+exit_quietly_after_cleanup()  # as the CLI does: no duckdb leak warnings at interpreter exit
 
 from prefect import flow  # noqa: E402
 from synthetic import START, SimulatorProcess, machine  # noqa: E402

@@ -346,11 +346,16 @@ class SimulatorProcess:
         return result
 
 
-def page_bytes(corpus: DemoCorpus, base_url: str = "http://127.0.0.2:8000") -> list[bytes]:
-    """Every article page of the corpus as the simulator would serve it (no server)."""
+def page_bytes(
+    corpus: DemoCorpus,
+    base_url: str = "http://127.0.0.2:8000",
+    articles: list[DemoArticle] | None = None,
+) -> list[bytes]:
+    """The article pages (default: all) as the simulator would serve them (no server)."""
     sim = HeavyPageSimulator(corpus)
     sim._base_url = base_url
-    return [sim._render_article(corpus.outlet(a.outlet), a) for a in corpus.articles]
+    chosen = corpus.articles if articles is None else articles
+    return [sim._render_article(corpus.outlet(a.outlet), a) for a in chosen]
 
 
 if __name__ == "__main__":  # print page sizes and a sample of extraction times
