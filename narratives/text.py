@@ -6,6 +6,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import xxhash
 
@@ -27,6 +28,7 @@ _GENERIC_CHROME = re.compile(
 )
 
 
+@lru_cache(maxsize=1 << 16)  # a pure function of the token; words repeat (a third off tokenising)
 def _fold(token: str) -> str:
     token = unicodedata.normalize("NFKC", token).lower()
     if token[:1].isdigit():
