@@ -15,7 +15,9 @@ Prints figures only; never asserts on time.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -25,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-_HOME = tempfile.mkdtemp(prefix="narratrace-prefect-", dir="/tmp")
+_HOME = tempfile.mkdtemp(prefix="narratrace-bench-prefect-", dir="/tmp")
 os.environ.setdefault("PREFECT_HOME", _HOME)
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.setdefault("PREFECT_SERVER_UI_ENABLED", "false")
@@ -37,6 +39,8 @@ from flows.prefect_env import (  # noqa: E402
 
 apply_offline_defaults()
 exit_quietly_after_cleanup()  # as the CLI does: no duckdb leak warnings at interpreter exit
+# runs after Prefect stops its server (registered later), before the quiet exit above
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 
 from prefect import flow  # noqa: E402
 from synthetic import START, SimulatorProcess, machine  # noqa: E402
