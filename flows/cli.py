@@ -288,6 +288,10 @@ def main() -> None:
     except SystemExit as exc:
         set_exit_code(exc.code)
         raise
+    finally:
+        from ingest.extract import shutdown_pool
+
+        shutdown_pool()  # the extraction workers end before the quiet exit skips their cleanup
 
 
 if __name__ == "__main__":
