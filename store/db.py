@@ -136,13 +136,8 @@ class Store:
     def _insert(
         self, table: str, rows: Sequence[dict[str, Any]] | pa.Table, conflict: str = ""
     ) -> int:
-        if isinstance(rows, pa.Table):
-            arrow = rows
-        else:
-            if not rows:
-                return 0
-            arrow = pa.Table.from_pylist(list(rows))
-        if arrow.num_rows == 0:
+        arrow = _as_arrow(rows)
+        if arrow is None:
             return 0
         view = f"_incoming_{table}"
         self.con.register(view, arrow)
@@ -163,13 +158,8 @@ class Store:
         """Insert the rows whose `key` (and each column of `unique`) is not in `table` yet,
         keeping the first of any duplicates in `rows`: idempotent writes without key indexes
         (see migration 004)."""
-        if isinstance(rows, pa.Table):
-            arrow = rows
-        else:
-            if not rows:
-                return 0
-            arrow = pa.Table.from_pylist(list(rows))
-        if arrow.num_rows == 0:
+        arrow = _as_arrow(rows)
+        if arrow is None:
             return 0
         view = f"_incoming_{table}"
         self.con.register(view, arrow)
@@ -552,6 +542,12 @@ class Store:
             self._insert("cluster_merges", list(merges))
             self._insert_new("cluster_members", list(members), ["article_id"])
             self._insert_new("article_matches", list(matches), ["article_id", "other_article_id"])
+
+
+def _as_arrow(rows: Sequence[dict[str, Any]] | pa.Table) -> pa.Table | None:
+    """Rows as an Arrow table, or None when there are none."""
+    arrow = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows))
+    return arrow if arrow.num_rows else None
 
 
 class _Transaction:
