@@ -56,8 +56,9 @@ def fetch_and_extract_task(
     run_id: str,
     as_of: datetime,
     processes: int,
+    params: DetectionParams,
 ) -> stages.IngestOutcome:
-    return stages.fetch_and_extract(entries, fetcher, store, run_id, as_of, processes)
+    return stages.fetch_and_extract(entries, fetcher, store, run_id, as_of, processes, params)
 
 
 @task(name="detect-narratives", cache_policy=NO_CACHE)
@@ -116,16 +117,19 @@ def run_cycle(
                 entries_seen=poll.entries_seen,
             )
             started = time.perf_counter()
-            ingest = calls.ingest(poll.new_entries, fetcher, store, run_id, as_of, processes)
+            ingest = calls.ingest(
+                poll.new_entries, fetcher, store, run_id, as_of, processes, DEFAULT_PARAMS
+            )
             seconds["fetch_extract"] = time.perf_counter() - started
             counts.update(articles_new=ingest.articles_new, articles_failed=ingest.articles_failed)
             started = time.perf_counter()
-            found = calls.detect(store, run_id, as_of, DEFAULT_PARAMS)
+            rest = calls.detect(store, run_id, as_of, DEFAULT_PARAMS)
             seconds["detect"] = time.perf_counter() - started
+            found = ingest.detected
             counts.update(
-                clusters_new=found.clusters_new,
-                clusters_joined=found.clusters_joined,
-                clusters_merged=found.clusters_merged,
+                clusters_new=found.clusters_new + rest.clusters_new,
+                clusters_joined=found.clusters_joined + rest.clusters_joined,
+                clusters_merged=found.clusters_merged + rest.clusters_merged,
             )
         except BaseException as exc:
             store.finish_run(run_id, "failed", counts, f"{type(exc).__name__}: {exc}")

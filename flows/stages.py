@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import queue
+import threading
 import time
 from collections import ChainMap
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -17,20 +18,21 @@ import pyarrow as pa
 import xxhash
 
 from ingest.config import OutletsConfig
-from ingest.extract import PageToExtract, extract_stream
+from ingest.extract import Extracted, PageToExtract, extract_stream
 from ingest.feeds import FeedEntry, parse_feed
 from ingest.http import Fetcher, FetchRequest, FetchResult
 from narratives.detect import (
+    SignedTexts,
     Verified,
     bands_table,
     cluster_batch,
-    paragraph_rows,
+    short_paragraph_keys,
     sign_text,
     verify_candidates,
 )
 from narratives.params import DetectionParams
 from narratives.signatures import Signed
-from narratives.text import normalise, word_count
+from narratives.text import fingerprint, read_paragraphs, word_count
 from narratives.verify import Match
 from store.db import Store, StoredText
 
@@ -72,19 +74,20 @@ class PollOutcome:
 
 
 @dataclass
-class IngestOutcome:
-    articles_new: int = 0
-    articles_failed: int = 0
-    fallbacks: int = 0
-
-
-@dataclass
 class DetectOutcome:
     articles_signed: int = 0
     pairs_checked: int = 0
     clusters_new: int = 0
     clusters_joined: int = 0
     clusters_merged: int = 0
+
+
+@dataclass
+class IngestOutcome:
+    articles_new: int = 0
+    articles_failed: int = 0
+    fallbacks: int = 0
+    detected: DetectOutcome = field(default_factory=DetectOutcome)  # during the stage
 
 
 def _log_row(
@@ -215,31 +218,187 @@ def _article_row(
     as_of: datetime,
     text: str,
     source: str,
-    title: str = "",
-    published_at: datetime | None = None,
-    author: str = "",
-    sitename: str = "",
-    language: str = "",
 ) -> dict[str, object]:
+    """An articles row from the feed entry alone (`_page_metadata` adds what the page said)."""
     entry = new.entry
+    words, content_hash = fingerprint(text)
     return {
         "article_id": article_id_for(entry.canonical_url),
         "canonical_url": entry.canonical_url,
         "url": entry.url,
         "outlet_id": new.outlet_id,
         "feed_url": new.feed_url,
-        "title": entry.title or title,
-        "author": entry.author or author,
-        "sitename": sitename,
-        "language": language,
-        "published_at": entry.published_at or published_at,
+        "title": entry.title,
+        "author": entry.author,
+        "sitename": "",
+        "language": "",
+        "published_at": entry.published_at,
         "first_seen_at": as_of,
         "text": text,
         "text_source": source,
-        "content_hash": hashlib.sha1(normalise(text).encode()).hexdigest(),
-        "word_count": word_count(text),
+        "content_hash": content_hash,
+        "word_count": words,
         "run_id": run_id,
     }
+
+
+def _page_metadata(entry: FeedEntry, doc: Extracted) -> dict[str, object]:
+    """What the page adds to an article row (the feed's title, author and date come first)."""
+    return {
+        "title": entry.title or doc.title,
+        "author": entry.author or doc.author,
+        "sitename": doc.sitename,
+        "language": doc.language,
+        "published_at": entry.published_at or doc.published_at,
+    }
+
+
+def _clustering_key(published_at: datetime | None, article_id: int) -> tuple[bool, datetime, int]:
+    """Where an article of this cycle falls in the order detection sees it in (the order of
+    `Store.articles_to_sign` within one `first_seen_at`: published_at NULLS LAST, article id)."""
+    return (published_at is None, published_at or _NO_DATE, article_id)
+
+
+_NO_DATE = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class _InClusteringOrder:
+    """Hands on finished articles in clustering order as soon as every entry sorting before
+    them is finished. Entries whose feed gives no date are fetched first: their place is known
+    only once their page is read (`published_at` then comes from the page)."""
+
+    def __init__(self, entries: Sequence[NewEntry]):
+        self._entries = entries
+        self._ids = [article_id_for(e.entry.canonical_url) for e in entries]
+        self._undated_left = sum(1 for e in entries if e.entry.published_at is None)
+        self._finished: dict[int, dict[str, object] | None] = {}
+        self._sequence: list[int] | None = None
+        self._next = 0
+
+    def fetch_order(self) -> list[int]:
+        """Entry indexes: the undated ones first, then the dated ones in clustering order."""
+        return sorted(
+            range(len(self._entries)),
+            key=lambda i: (
+                self._entries[i].entry.published_at is not None,
+                _clustering_key(self._entries[i].entry.published_at, self._ids[i]),
+            ),
+        )
+
+    def finish(self, index: int, row: dict[str, object] | None) -> list[dict[str, object]]:
+        """Record entry `index` as finished (`row` None: nothing stored); return the rows whose
+        turn has come, in order."""
+        self._finished[index] = row
+        if self._entries[index].entry.published_at is None:
+            self._undated_left -= 1
+        if self._undated_left:
+            return []
+        if self._sequence is None:
+            self._sequence = sorted(range(len(self._entries)), key=self._final_key)
+        ready: list[dict[str, object]] = []
+        while self._next < len(self._sequence) and self._sequence[self._next] in self._finished:
+            done = self._finished.pop(self._sequence[self._next])
+            self._next += 1
+            if done is not None:
+                ready.append(done)
+        return ready
+
+    def _final_key(self, index: int) -> tuple[bool, datetime, int]:
+        row = self._finished.get(index)
+        published = self._entries[index].entry.published_at
+        if published is None and row is not None:
+            published = row["published_at"]  # type: ignore[assignment]
+        return _clustering_key(published, self._ids[index])
+
+
+class _StoreWriter:
+    """Stores article rows and fetch records on a thread of its own, and, given detection
+    parameters, detects each full batch of DETECT_BATCH articles as soon as it is stored,
+    while the pages after it are still being fetched and extracted. Rows arrive in
+    clustering order, so the batches are the ones `detect` would form after the stage, and
+    the result is the same; the last partial batch is left to the detect stage. The store is
+    used by this thread alone until `close()`."""
+
+    CHUNK = 200  # rows stored together
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: str,
+        as_of: datetime,
+        params: DetectionParams | None,
+        clock: StageClock | None = None,
+    ):
+        self._store = store
+        self._run_id = run_id
+        self._as_of = as_of
+        self._params = params
+        self._clock = clock
+        self._queue: queue.SimpleQueue[tuple[str, list[dict[str, object]]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._rows: list[dict[str, object]] = []
+        self._log: list[dict[str, object]] = []
+        self._error: BaseException | None = None
+        self.articles_new = 0
+        self.detected = DetectOutcome()
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._thread.start()
+
+    def add(self, rows: list[dict[str, object]], log_row: dict[str, object]) -> None:
+        if self._error is not None:
+            raise RuntimeError("storing articles failed") from self._error
+        self._rows.extend(rows)
+        self._log.append(log_row)
+        if len(self._rows) >= self.CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._log:
+            self._queue.put(("log", self._log))
+            self._log = []
+        if self._rows:
+            self._queue.put(("articles", self._rows))
+            self._rows = []
+
+    def close(self) -> None:
+        """Store what is left, wait for the thread, and raise whatever stopped it."""
+        if self._thread.is_alive():
+            self._flush()
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        unsigned = 0
+        try:
+            while (item := self._queue.get()) is not None:
+                kind, rows = item
+                if kind == "log":
+                    self._store.log_fetches(rows)
+                    continue
+                added = self._store.insert_articles(rows)
+                self.articles_new += added
+                unsigned += added
+                if self._params is not None and unsigned >= DETECT_BATCH:
+                    found = detect(
+                        self._store,
+                        self._run_id,
+                        self._as_of,
+                        self._params,
+                        self._clock,
+                        full_batches_only=True,
+                    )
+                    _add_outcome(self.detected, found)
+                    unsigned = max(0, unsigned - found.articles_signed)
+        except BaseException as exc:  # reported by close() on the stage's thread
+            self._error = exc
+
+
+def _add_outcome(total: DetectOutcome, part: DetectOutcome) -> None:
+    for name in vars(total):
+        setattr(total, name, getattr(total, name) + getattr(part, name))
 
 
 def fetch_and_extract(
@@ -249,72 +408,68 @@ def fetch_and_extract(
     run_id: str,
     as_of: datetime,
     processes: int = 1,
+    params: DetectionParams | None = None,
 ) -> IngestOutcome:
     """Fetch every new entry's page and extract it as it arrives (fetching overlaps the
     extraction pool, and only a few page bodies are held at once); fall back to the feed's own
-    text when a page fails; record every attempt; store the articles (idempotently)."""
-    requests = [FetchRequest(e.entry.url) for e in entries]
+    text when a page fails; record every attempt; store the articles (idempotently) in
+    clustering order as they are ready. With `params` and an extraction pool (processes > 1),
+    full batches of articles are detected while later pages are still being extracted, on the
+    core the pool leaves; `outcome.detected` counts them and `detect` finishes the rest."""
+    order = _InClusteringOrder(entries)
+    fetch_order = order.fetch_order()
+    requests = [FetchRequest(entries[i].entry.url) for i in fetch_order]
     fetched: dict[int, FetchResult] = {}
     sizes: dict[int, int] = {}
     window = max(2, processes) * 4
+    outcome = IngestOutcome()
+    writer = _StoreWriter(store, run_id, as_of, params if processes > 1 else None)
+
+    def finish(i: int, doc: Extracted | None, error: str | None) -> None:
+        new, page, size = entries[i], fetched[i], sizes[i]
+        row: dict[str, object] | None = None
+        if doc is not None:
+            row = _article_row(new, run_id, as_of, doc.text, "page")
+            page_words = int(row["word_count"])  # type: ignore[call-overload]
+            feed_text = new.entry.content
+            # a text has fewer words than characters: most feed teasers need no counting
+            if len(feed_text) > 1.5 * page_words and word_count(feed_text) > 1.5 * page_words:
+                # a paywalled or truncated page: the feed carries the full text
+                row = _article_row(new, run_id, as_of, feed_text, "feed")
+            row.update(_page_metadata(new.entry, doc))
+            log_row = _log_row(run_id, as_of, "article", new.outlet_id, page, "ok", size=size)
+        else:
+            error_kind = page.error_kind if not page.ok else "terminal"
+            fallback = new.entry.best_text
+            if word_count(fallback) >= MIN_FALLBACK_WORDS:
+                row = _article_row(new, run_id, as_of, fallback, "feed")
+                outcome.fallbacks += 1
+                outcome_name = "fallback"
+            else:
+                outcome.articles_failed += 1
+                outcome_name = "error"
+            log_row = _log_row(
+                run_id, as_of, "article", new.outlet_id, page, outcome_name, error, error_kind, size
+            )
+        writer.add(order.finish(i, row), log_row)
 
     def pages() -> Iterator[PageToExtract]:
-        for index, page in fetcher.fetch_iter(requests, accept=PAGE_ACCEPT, buffer=window):
+        for position, page in fetcher.fetch_iter(requests, accept=PAGE_ACCEPT, buffer=window):
+            index = fetch_order[position]
             sizes[index] = len(page.body)
             fetched[index] = replace(page, body=b"")
             if page.ok:
                 yield PageToExtract(str(index), page.body, page.final_url, page.content_type)
-
-    extracted = {
-        int(key): (doc, err) for key, doc, err in extract_stream(pages(), processes, window)
-    }
-    outcome = IngestOutcome()
-    rows: list[dict[str, object]] = []
-    log_rows = []
-    for i, new in enumerate(entries):
-        page = fetched[i]
-        doc, error = extracted.get(i, (None, page.error))
-        error_kind = page.error_kind if not page.ok else "terminal"
-        size = sizes[i]
-        if doc is not None:
-            if word_count(new.entry.content) > 1.5 * word_count(doc.text):
-                # a paywalled or truncated page: the feed carries the full text
-                text, source = new.entry.content, "feed"
             else:
-                text, source = doc.text, "page"
-            rows.append(
-                _article_row(
-                    new,
-                    run_id,
-                    as_of,
-                    text,
-                    source,
-                    doc.title,
-                    doc.published_at,
-                    doc.author,
-                    doc.sitename,
-                    doc.language,
-                )
-            )
-            log_rows.append(
-                _log_row(run_id, as_of, "article", new.outlet_id, page, "ok", size=size)
-            )
-            continue
-        fallback = new.entry.best_text
-        if word_count(fallback) >= MIN_FALLBACK_WORDS:
-            rows.append(_article_row(new, run_id, as_of, fallback, "feed"))
-            outcome.fallbacks += 1
-            outcome_name = "fallback"
-        else:
-            outcome.articles_failed += 1
-            outcome_name = "error"
-        log_rows.append(
-            _log_row(
-                run_id, as_of, "article", new.outlet_id, page, outcome_name, error, error_kind, size
-            )
-        )
-    store.log_fetches(log_rows)
-    outcome.articles_new = store.insert_articles(rows)
+                finish(index, None, page.error)
+
+    try:
+        for key, doc, error in extract_stream(pages(), processes, window):
+            finish(int(key), doc, error)
+    finally:
+        writer.close()
+    outcome.articles_new = writer.articles_new
+    outcome.detected = writer.detected
     return outcome
 
 
@@ -341,24 +496,31 @@ def detect(
     as_of: datetime,
     params: DetectionParams,
     clock: StageClock | None = None,
+    *,
+    full_batches_only: bool = False,
+    recent: SignedTexts | None = None,
 ) -> DetectOutcome:
     """Sign every unsigned article, find and verify candidates, place them in clusters; in
     batches of at most DETECT_BATCH articles, oldest first, each written in its own
     transaction (memory stays flat however large the cycle; within a batch only earlier
-    articles count as matches for later ones, so batch boundaries change nothing)."""
+    articles count as matches for later ones). With `full_batches_only`, a last batch of
+    fewer than DETECT_BATCH articles is left unsigned. `recent` keeps the texts signed here
+    for later batches and calls that pass the same object (a stored candidate met again is
+    not tokenised again)."""
     clock = clock or StageClock()
+    recent = recent if recent is not None else SignedTexts()
     outcome = DetectOutcome()
     done: set[int] = set()
     while True:
         clock.restart()
         batch = store.articles_to_sign(limit=DETECT_BATCH)
         clock.lap("load")
-        if not batch:
+        if not batch or (full_batches_only and len(batch) < DETECT_BATCH):
             return outcome
         if batch[0].article_id in done:  # its signature was not written: never loop
             raise RuntimeError(f"article {batch[0].article_id} was detected but not signed")
         done.update(item.article_id for item in batch)
-        _detect_batch(store, batch, run_id, as_of, params, clock, outcome)
+        _detect_batch(store, batch, run_id, as_of, params, clock, outcome, recent)
 
 
 VERIFY_CHUNK = 1000  # candidate pairs verified together (stored texts signed for them)
@@ -372,10 +534,13 @@ def _verify_with_stored(
     stored_chrome: dict[str, set[int]],
     params: DetectionParams,
     clock: StageClock,
+    recent: SignedTexts,
 ) -> Verified:
-    """Verify the candidates in chunks, signing each stored text for the first chunk that
-    needs it and dropping its signature after the last one: memory holds the batch and one
-    chunk's stored texts, not every candidate's tokens at once. Same result as one call."""
+    """Verify the candidates in chunks, signing each stored text (those not in `signed`: the
+    batch and the texts `recent` still holds) for the first chunk that needs it and dropping
+    it after the last one: memory holds the batch and one chunk's stored texts, not every
+    candidate's tokens at once. Same result as one call. The texts signed here join
+    `recent`."""
     last_chunk = {other: i // VERIFY_CHUNK for i, (_n, other, _h) in enumerate(candidates)}
     cache: dict[int, Signed] = {}
     matches: dict[int, list[Match]] = {}
@@ -383,10 +548,15 @@ def _verify_with_stored(
     for chunk, first in enumerate(range(0, len(candidates), VERIFY_CHUNK)):
         part = candidates[first : first + VERIFY_CHUNK]
         for _new, other, _hits in part:
+            if other in cache or other in signed:
+                continue
             text = stored.get(other)
-            if text is not None and other not in cache:
-                chrome = stored_chrome[text.outlet_id]
-                cache[other] = sign_text(text.text, chrome, params, text.outlet_id, minhash=False)
+            if text is None:
+                continue
+            chrome = stored_chrome[text.outlet_id]
+            paragraphs = read_paragraphs(text.text, params.chrome_max_words)
+            cache[other] = sign_text(paragraphs, chrome, params, text.outlet_id, minhash=False)
+            recent.put(other, cache[other], short_paragraph_keys(paragraphs), chrome)
         clock.lap("stored")
         found = verify_candidates(ids, part, ChainMap(cache, signed), params)
         for new_id, new_matches in found.matches.items():
@@ -406,11 +576,16 @@ def _detect_batch(
     params: DetectionParams,
     clock: StageClock,
     outcome: DetectOutcome,
+    recent: SignedTexts,
 ) -> None:
     store.ensure_params(params.param_set_id, params.as_dict())
-    paragraph_list: list[dict[str, object]] = []
-    for item in batch:
-        paragraph_list.extend(paragraph_rows(item.article_id, item.outlet_id, item.text, params))
+    read = {item.article_id: read_paragraphs(item.text, params.chrome_max_words) for item in batch}
+    short_keys = {article: short_paragraph_keys(paras) for article, paras in read.items()}
+    paragraph_list = [
+        {"outlet_id": item.outlet_id, "paragraph_key": key, "article_id": item.article_id}
+        for item in batch
+        for key in short_keys[item.article_id]
+    ]
     paragraphs = pa.Table.from_pylist(
         paragraph_list,
         schema=pa.schema(
@@ -426,23 +601,36 @@ def _detect_batch(
     clock.lap("chrome")
     ids = [item.article_id for item in batch]
     signed = {
-        item.article_id: sign_text(item.text, chrome[item.outlet_id], params, item.outlet_id)
+        item.article_id: sign_text(
+            read.pop(item.article_id), chrome[item.outlet_id], params, item.outlet_id
+        )
         for item in batch
     }
     clock.lap("sign")
     bands = bands_table(ids, [signed[i] for i in ids], params)
     clock.lap("bands")
     candidates = store.candidate_pairs(bands, MAX_CANDIDATES_PER_ARTICLE)
+    for item in batch:
+        article = item.article_id
+        recent.put(article, signed[article], short_keys[article], chrome[item.outlet_id])
     clock.lap("candidates")
-    stored = store.texts({other for _new, other, _h in candidates if other not in signed})
+    others = {other for _new, other, _h in candidates if other not in signed}
+    kept_outlets = recent.outlets(others)  # texts signed earlier: no need to load them
+    stored = store.texts(others - kept_outlets.keys())
+    outlets = {t.outlet_id for t in stored.values()} | set(kept_outlets.values())
     stored_chrome = store.chrome_keys(
-        {t.outlet_id for t in stored.values()},
-        params.chrome_min_articles,
-        pending=paragraphs,
-        of_articles=stored,
+        outlets, params.chrome_min_articles, pending=paragraphs, of_articles=others
     )
+    kept = {}
+    for other, outlet in kept_outlets.items():
+        if (hit := recent.get(other, stored_chrome[outlet])) is not None:
+            kept[other] = hit
+    # the others' outlets have learned new chrome since they were signed: sign them again
+    stored.update(store.texts(kept_outlets.keys() - kept.keys()))
     clock.lap("stored")
-    verified = _verify_with_stored(ids, candidates, signed, stored, stored_chrome, params, clock)
+    verified = _verify_with_stored(
+        ids, candidates, {**kept, **signed}, stored, stored_chrome, params, clock, recent
+    )
     outcome.pairs_checked += verified.pairs_checked
     other_ids = {m.other_id for ms in verified.matches.values() for m in ms}
     membership = store.memberships(other_ids)

@@ -4,8 +4,9 @@ the stored texts; `flows.stages.detect` wires the two together."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -13,35 +14,93 @@ import pyarrow as pa
 from narratives.clusters import Assignment, ClusterIndex, assign
 from narratives.params import DetectionParams
 from narratives.signatures import Signed, band_hashes, sign
-from narratives.text import (
-    content_paragraphs,
-    paragraph_key,
-    split_paragraphs,
-    tokenize,
-    word_count,
-)
+from narratives.text import Paragraph, read_paragraphs, tokenize, without_chrome
 from narratives.verify import Match, compare
 
 
 def sign_text(
-    text: str, chrome: set[int], params: DetectionParams, outlet: str = "", minhash: bool = True
+    text: str | Sequence[Paragraph],
+    chrome: set[int],
+    params: DetectionParams,
+    outlet: str = "",
+    minhash: bool = True,
 ) -> Signed:
     """Shingles and signatures of the text's content paragraphs (the outlet's `chrome`
-    dropped). `outlet` lets verification tell two texts of one outlet apart by more than the
-    house lines they share before those are learned as chrome. `minhash=False` skips the
-    signatures (a stored text that is only verified against)."""
-    paragraphs = content_paragraphs(text, chrome, params.chrome_max_words)
-    return sign(tokenize(paragraphs, outlet), params, minhash)
+    dropped); `text` may be given as its paragraphs, already read (`read_paragraphs`).
+    `outlet` lets verification tell two texts of one outlet apart by more than the house lines
+    they share before those are learned as chrome. `minhash=False` skips the signatures (a
+    stored text that is only verified against)."""
+    if isinstance(text, str):
+        text = read_paragraphs(text, params.chrome_max_words)
+    return sign(tokenize(without_chrome(text, chrome), outlet), params, minhash)
+
+
+def short_paragraph_keys(paragraphs: Sequence[Paragraph]) -> set[int]:
+    """Keys of the paragraphs short enough to be chrome: the only ones learned chrome can drop."""
+    return {p.key for p in paragraphs if p.key is not None}
 
 
 def paragraph_rows(
     article_id: int, outlet_id: str, text: str, params: DetectionParams
 ) -> list[dict[str, object]]:
     """The short paragraphs of an article, keyed, for learning the outlet's chrome."""
-    keys = {
-        paragraph_key(p) for p in split_paragraphs(text) if word_count(p) <= params.chrome_max_words
-    }
+    keys = short_paragraph_keys(read_paragraphs(text, params.chrome_max_words))
     return [{"outlet_id": outlet_id, "paragraph_key": k, "article_id": article_id} for k in keys]
+
+
+class SignedTexts:
+    """Texts signed earlier in a cycle, kept (the `capacity` most recent) for verification, so
+    that an article met again as a stored candidate is not tokenised again. An entry is used
+    only while its outlet's learned chrome drops the same paragraphs from it as when it was
+    signed; otherwise the caller signs the stored text afresh."""
+
+    def __init__(self, capacity: int = 5000):
+        self.capacity = capacity
+        self._items: OrderedDict[int, tuple[Signed, frozenset[int], frozenset[int]]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, article_id: int, signed: Signed, short_keys: set[int], chrome: set[int]) -> None:
+        """Keep `signed` (its shingles and tokens; signatures are not needed to verify), signed
+        with `chrome` dropped from a text whose short paragraphs have `short_keys`."""
+        lean = replace(
+            signed,
+            signature=_NO_SIGNATURE,
+            passage_signatures=_NO_SIGNATURES,
+        )
+        if "shingle_set" in signed.__dict__:  # computed once, kept with it
+            lean.__dict__["shingle_set"] = signed.__dict__["shingle_set"]
+        keys = frozenset(short_keys)
+        self._items[article_id] = (lean, keys, keys & chrome)
+        self._items.move_to_end(article_id)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def outlets(self, article_ids: Iterable[int]) -> dict[int, str]:
+        """The outlet of each given article that is kept."""
+        found = {}
+        for article_id in article_ids:
+            entry = self._items.get(article_id)
+            if entry is not None:
+                found[article_id] = entry[0].tokens.outlet
+        return found
+
+    def get(self, article_id: int, chrome: set[int]) -> Signed | None:
+        """The kept signing of the article if its outlet's `chrome` still drops the same
+        paragraphs from it; None otherwise."""
+        entry = self._items.get(article_id)
+        if entry is None:
+            return None
+        signed, keys, applied = entry
+        if keys & chrome != applied:
+            return None
+        self._items.move_to_end(article_id)
+        return signed
+
+
+_NO_SIGNATURE = np.empty(0, np.uint32)
+_NO_SIGNATURES = np.empty((0, 0), np.uint32)
 
 
 def bands_table(ids: Sequence[int], signed: Sequence[Signed], params: DetectionParams) -> pa.Table:

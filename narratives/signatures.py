@@ -11,7 +11,7 @@ signatures cost almost nothing extra. The values are exactly those of datasketch
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 import xxhash
@@ -27,13 +27,18 @@ UINT32_MAX = np.uint32(0xFFFFFFFF)
 def shingle_strings(words: tuple[str, ...], size: int) -> list[str]:
     if len(words) < size:
         return [" ".join(words)] if words else []
-    return [" ".join(words[i : i + size]) for i in range(len(words) - size + 1)]
+    # the shifted copies end together: zip stops at the last full n-gram
+    return list(map(" ".join, zip(*(words[k:] for k in range(size)), strict=False)))
 
 
 def shingle_hashes(words: tuple[str, ...], size: int) -> np.ndarray:
     """uint32 hash of every word n-gram, in text order (position i = words i..i+size-1)."""
-    hashes = [xxhash.xxh32_intdigest(s.encode()) for s in shingle_strings(words, size)]
-    return np.asarray(hashes, dtype=np.uint32)
+    hash32 = xxhash.xxh32_intdigest
+    if len(words) < size:
+        return np.asarray([hash32(s.encode()) for s in shingle_strings(words, size)], np.uint32)
+    encoded = [w.encode() for w in words]  # then joined as bytes: one encode per word
+    grams = zip(*(encoded[k:] for k in range(size)), strict=False)
+    return np.fromiter(map(hash32, map(b" ".join, grams)), np.uint32, len(words) - size + 1)
 
 
 @lru_cache(maxsize=8)
@@ -68,6 +73,11 @@ class Signed:
     signature: np.ndarray  # (num_perm,) uint32
     passages: tuple[Passage, ...]
     passage_signatures: np.ndarray  # (len(passages), num_perm) uint32
+
+    @cached_property
+    def shingle_set(self) -> np.ndarray:
+        """The distinct shingles, sorted (what whole-text Jaccard compares)."""
+        return np.unique(self.shingles)
 
 
 def passages_of(tokens: Tokens, params: DetectionParams) -> list[Passage]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import islice
 
 import xxhash
 
@@ -18,6 +21,7 @@ _WORD = _TOKEN
 _WS = re.compile(r"\s+")
 
 # Lines that are chrome on any site. Only short lines are dropped (see is_generic_chrome).
+GENERIC_CHROME_MAX_WORDS = 30
 _GENERIC_CHROME = re.compile(
     r"share (this|on)|click to (share|print|email|start listening)|leave a (reply|comment)"
     r"|your email address will not be published|required fields are marked|content is protected"
@@ -41,6 +45,12 @@ def normalise(text: str) -> str:
     return " ".join(_fold(token) for token in _TOKEN.findall(text))
 
 
+def fingerprint(text: str) -> tuple[int, str]:
+    """The text's word count and content hash (SHA-1 of `normalise(text)`), in one pass."""
+    tokens = _TOKEN.findall(text)
+    return len(tokens), hashlib.sha1(" ".join(map(_fold, tokens)).encode()).hexdigest()
+
+
 def split_paragraphs(text: str) -> list[str]:
     return [p.strip() for p in re.split(r"\n\s*\n|\n", text) if p.strip()]
 
@@ -54,25 +64,57 @@ def word_count(text: str) -> int:
     return len(_WORD.findall(text))
 
 
-def is_generic_chrome(paragraph: str, max_words: int = 30) -> bool:
+def is_generic_chrome(paragraph: str, max_words: int = GENERIC_CHROME_MAX_WORDS) -> bool:
+    """A short line that is chrome on any site ("Share this", "Sign up for our newsletter")."""
     return word_count(paragraph) <= max_words and bool(_GENERIC_CHROME.search(paragraph))
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    """A paragraph read once: its normalised words, and its key when it is short enough to be
+    learned as chrome."""
+
+    text: str
+    words: tuple[str, ...]
+    key: int | None  # paragraph_key(text) for at most max_chrome_words words, else None
+
+    @property
+    def generic_chrome(self) -> bool:
+        return len(self.words) <= GENERIC_CHROME_MAX_WORDS and bool(
+            _GENERIC_CHROME.search(self.text)
+        )
+
+
+def read_paragraphs(text: str, max_chrome_words: int = 60) -> list[Paragraph]:
+    """Every paragraph of `text`, tokenised once (what chrome learning, chrome removal and
+    tokenising all need)."""
+    found = []
+    for paragraph in split_paragraphs(text):
+        words = tuple(map(_fold, _TOKEN.findall(paragraph)))
+        key = None
+        if len(words) <= max_chrome_words:
+            key = xxhash.xxh64_intdigest(" ".join(words).encode()) >> 1  # = paragraph_key
+        found.append(Paragraph(paragraph, words, key))
+    return found
+
+
+def without_chrome(
+    paragraphs: Sequence[Paragraph], chrome_keys: Iterable[int] = ()
+) -> list[Paragraph]:
+    """The paragraphs that carry the article: generic chrome lines and the outlet's learned
+    chrome (short paragraphs whose keys are in `chrome_keys`) are dropped."""
+    learned = chrome_keys if isinstance(chrome_keys, set | frozenset) else set(chrome_keys)
+    return [
+        p for p in paragraphs if not p.generic_chrome and (p.key is None or p.key not in learned)
+    ]
 
 
 def content_paragraphs(
     text: str, chrome_keys: Iterable[int] = (), max_chrome_words: int = 60
 ) -> list[str]:
-    """The paragraphs that carry the article: generic chrome lines and the outlet's learned
-    chrome (short paragraphs whose keys are in `chrome_keys`) are dropped."""
-    learned = set(chrome_keys)
-    kept = []
-    for paragraph in split_paragraphs(text):
-        if is_generic_chrome(paragraph):
-            continue
-        if learned and word_count(paragraph) <= max_chrome_words:
-            if paragraph_key(paragraph) in learned:
-                continue
-        kept.append(paragraph)
-    return kept
+    """The text of `without_chrome(read_paragraphs(text))`."""
+    paragraphs = read_paragraphs(text, max_chrome_words)
+    return [p.text for p in without_chrome(paragraphs, chrome_keys)]
 
 
 @dataclass(frozen=True)
@@ -81,9 +123,8 @@ class Tokens:
 
     text: str  # the content paragraphs joined by blank lines
     words: tuple[str, ...]
-    starts: tuple[int, ...]  # char offset in `text` of each word
-    ends: tuple[int, ...]
     paragraph_starts: tuple[int, ...]  # word index where each paragraph begins
+    paragraph_offsets: tuple[int, ...]  # char offset in `text` where each paragraph begins
     outlet: str = ""  # the outlet that published the text ("" when unknown)
 
     def paragraph_spans(self) -> list[tuple[int, int]]:
@@ -92,25 +133,43 @@ class Tokens:
         return list(zip(self.paragraph_starts, ends, strict=True))
 
     def snippet(self, first_word: int, last_word: int) -> str:
+        """The text from the first to the last word (inclusive), as written."""
         if not self.words:
             return ""
         first_word = max(0, min(first_word, len(self.words) - 1))
         last_word = max(first_word, min(last_word, len(self.words) - 1))
-        return self.text[self.starts[first_word] : self.ends[last_word]]
+        return self.text[self.word_span(first_word)[0] : self.word_span(last_word)[1]]
+
+    def word_span(self, word: int) -> tuple[int, int]:
+        """Where word number `word` sits in `text`: found again in its paragraph alone (most
+        texts are never quoted from, so offsets are not kept for every word)."""
+        index = bisect_right(self.paragraph_starts, word) - 1
+        start = self.paragraph_offsets[index]
+        end = (
+            self.paragraph_offsets[index + 1] - 2
+            if index + 1 < len(self.paragraph_offsets)
+            else len(self.text)
+        )
+        matches = _TOKEN.finditer(self.text, start, end)
+        match = next(islice(matches, word - self.paragraph_starts[index], None))
+        return match.start(), match.end()
 
 
-def tokenize(paragraphs: Sequence[str], outlet: str = "") -> Tokens:
-    text = "\n\n".join(paragraphs)
+def tokenize(paragraphs: Sequence[str | Paragraph], outlet: str = "") -> Tokens:
+    """The words of the paragraphs, in order (a Paragraph's words are not read again)."""
+    texts: list[str] = []
     words: list[str] = []
-    starts: list[int] = []
-    ends: list[int] = []
     paragraph_starts: list[int] = []
-    offset = 0
+    offsets: list[int] = []
+    at = 0
     for paragraph in paragraphs:
         paragraph_starts.append(len(words))
-        for match in _TOKEN.finditer(paragraph):
-            words.append(_fold(match.group()))
-            starts.append(offset + match.start())
-            ends.append(offset + match.end())
-        offset += len(paragraph) + 2
-    return Tokens(text, tuple(words), tuple(starts), tuple(ends), tuple(paragraph_starts), outlet)
+        offsets.append(at)
+        if isinstance(paragraph, Paragraph):
+            texts.append(paragraph.text)
+            words.extend(paragraph.words)
+        else:
+            texts.append(paragraph)
+            words.extend(map(_fold, _TOKEN.findall(paragraph)))
+        at += len(texts[-1]) + 2
+    return Tokens("\n\n".join(texts), tuple(words), tuple(paragraph_starts), tuple(offsets), outlet)

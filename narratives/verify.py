@@ -98,28 +98,35 @@ def _kept_shingles(signed: Signed, spans: list[tuple[int, int]], size: int) -> n
     return keep
 
 
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """Which of `values` are in `sorted_set` (sorted, distinct): np.isin without sorting again."""
+    at = np.searchsorted(sorted_set, values)
+    at[at == sorted_set.size] = 0
+    return sorted_set[at] == values
+
+
 def pair_stats(new: Signed, other: Signed, params: DetectionParams) -> PairStats | None:
     """Whole-text Jaccard and containment, and the best dense run of `new`'s shingles found in
     `other`; None when they share no shingle. Unlearned house lines of one outlet (see
     `unlearned_house_lines`) are left out of both texts."""
     if new.shingles.size == 0 or other.shingles.size == 0:
         return None
-    new_shingles, other_shingles = new.shingles, other.shingles
+    new_set, other_set = new.shingle_set, other.shingle_set
     keep_new: np.ndarray | None = None
     drop_new, drop_other = unlearned_house_lines(new.tokens, other.tokens, params)
     if drop_new:
         keep_new = _kept_shingles(new, drop_new, params.shingle_size)
-        new_shingles = new.shingles[keep_new]
-        other_shingles = other.shingles[_kept_shingles(other, drop_other, params.shingle_size)]
-        if new_shingles.size == 0 or other_shingles.size == 0:
+        new_set = np.unique(new.shingles[keep_new])
+        other_set = np.unique(
+            other.shingles[_kept_shingles(other, drop_other, params.shingle_size)]
+        )
+        if new_set.size == 0 or other_set.size == 0:
             return None
-    new_set = np.unique(new_shingles)
-    other_set = np.unique(other_shingles)
-    shared = int(np.intersect1d(new_set, other_set, assume_unique=True).size)
+    shared = int(np.count_nonzero(_member(new_set, other_set)))
     if shared == 0:
         return None
     union = new_set.size + other_set.size - shared
-    mask = np.isin(new.shingles, other_set)
+    mask = _member(new.shingles, other_set)
     if keep_new is not None:
         mask &= keep_new
     run, first, last = best_run(mask, params.passage_max_gap)

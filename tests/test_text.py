@@ -7,8 +7,10 @@ from narratives.text import (
     is_generic_chrome,
     normalise,
     paragraph_key,
+    read_paragraphs,
     split_paragraphs,
     tokenize,
+    without_chrome,
     word_count,
 )
 
@@ -80,9 +82,11 @@ def test_tokenize_offsets_point_at_the_original_words():
         "out",
         "again",
     )
-    for word, start, end in zip(tokens.words, tokens.starts, tokens.ends, strict=True):
+    for number, word in enumerate(tokens.words):
+        start, end = tokens.word_span(number)
         assert normalise(tokens.text[start:end]) == word
-    assert tokens.text[tokens.starts[4] : tokens.ends[4]] == "4,500"
+    start, end = tokens.word_span(4)
+    assert tokens.text[start:end] == "4,500"
     # a snippet is the original text, punctuation and case included
     assert tokens.snippet(2, 5) == "paid Rs 4,500 each"
     assert tokens.snippet(5, 7) == "each.\n\nOpposition MPs"
@@ -95,6 +99,8 @@ def test_tokenize_offsets_point_at_the_original_words():
 def test_paragraph_starts_are_word_indices():
     tokens = tokenize(["One two three.", "Four five.", "Six"])
     assert tokens.paragraph_starts == (0, 3, 5)
+    assert tokens.paragraph_offsets == (0, 16, 28)
+    assert tokens.text[tokens.word_span(5)[0] :] == "Six"
     assert tokenize([]).words == ()
     assert tokenize([]).snippet(0, 3) == ""
 
@@ -134,3 +140,24 @@ def test_learned_chrome_is_dropped_only_from_short_paragraphs():
     assert paragraph_key("Call 1800-200 today!") == paragraph_key("call 1900 300 TODAY")
     assert paragraph_key("Call today") != paragraph_key("Call tomorrow")
     assert 0 <= paragraph_key(house) < 2**63
+
+
+def test_word_span_skips_paragraphs_without_words():
+    tokens = tokenize(["One two.", "— —", "Three four."])
+    assert tokens.paragraph_starts == (0, 2, 2)
+    assert tokens.snippet(1, 2) == "two.\n\n— —\n\nThree"
+    assert tokens.snippet(3, 3) == "four"
+
+
+def test_read_paragraphs_reads_each_paragraph_once_with_the_same_keys_and_words():
+    text = "Share this article\n\nThe ministry paid Rs 4,500 each.\n\n" + "word " * 70
+    paragraphs = read_paragraphs(text, max_chrome_words=60)
+    assert [p.text for p in paragraphs] == split_paragraphs(text)
+    expected = [tuple(normalise(t).split()) for t in split_paragraphs(text)]
+    assert [p.words for p in paragraphs] == expected
+    assert paragraphs[0].key == paragraph_key("Share this article") and paragraphs[0].generic_chrome
+    assert paragraphs[1].key == paragraph_key(paragraphs[1].text)
+    assert paragraphs[2].key is None  # 70 words: too long to be chrome
+    kept = without_chrome(paragraphs, {paragraphs[1].key})
+    assert [p.text for p in kept] == [paragraphs[2].text]
+    assert tokenize(kept).words == tokenize([paragraphs[2].text]).words

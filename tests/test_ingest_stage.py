@@ -1,0 +1,119 @@
+"""The fetch-and-extract stage: articles stored in clustering order, and full batches detected
+while later pages are still being extracted, with the same clusters as detecting afterwards."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from flows import stages
+from ingest.config import load_outlets
+from ingest.extract import shutdown_pool
+from ingest.feeds import FeedEntry
+from ingest.http import Fetcher
+from narratives.params import DEFAULT_PARAMS
+from simulator import OutletSimulator, load_corpus
+from store.db import Store
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def _entry(slug: str, published: datetime | None) -> stages.NewEntry:
+    url = f"https://news.example/{slug}"
+    return stages.NewEntry(
+        FeedEntry(url, url, slug, published, "", "", ""), "example", "https://news.example/feed"
+    )
+
+
+def _row(new: stages.NewEntry, published: datetime | None) -> dict[str, object]:
+    return {
+        "article_id": stages.article_id_for(new.entry.canonical_url),
+        "published_at": published,
+    }
+
+
+def test_undated_entries_are_fetched_first_and_rows_come_out_in_clustering_order():
+    dated = [_entry(f"d{i}", T0 + timedelta(hours=h)) for i, h in enumerate([5, 1, 3])]
+    undated = [_entry("u-page-date", None), _entry("u-no-date", None)]
+    entries = [dated[0], undated[0], dated[1], undated[1], dated[2]]
+    order = stages._InClusteringOrder(entries)
+    fetch_order = order.fetch_order()
+    assert set(fetch_order[:2]) == {1, 3}  # the undated ones: their place comes from the page
+    assert fetch_order[2:] == [2, 4, 0]  # then the dated ones, oldest first
+
+    released: list[dict[str, object]] = []
+    # pages finish in any order; nothing is released before every undated entry is read
+    released += order.finish(0, _row(entries[0], T0 + timedelta(hours=5)))
+    released += order.finish(2, _row(entries[2], T0 + timedelta(hours=1)))
+    assert released == []
+    released += order.finish(1, _row(entries[1], T0 + timedelta(hours=2)))  # page's own date
+    assert released == []
+    released += order.finish(3, _row(entries[3], None))  # no date anywhere: sorts last
+    assert [r["published_at"] for r in released] == [T0 + timedelta(hours=h) for h in (1, 2)]
+    released += order.finish(4, None)  # failed: nothing stored, the rest may go
+    assert [r["published_at"] for r in released] == [
+        T0 + timedelta(hours=1),
+        T0 + timedelta(hours=2),
+        T0 + timedelta(hours=5),
+        None,
+    ]
+    keys = [stages._clustering_key(r["published_at"], r["article_id"]) for r in released]  # type: ignore[arg-type]
+    assert keys == sorted(keys)
+
+
+def _cycle(
+    sim: OutletSimulator, outlets: Path, db: Path, params: object, as_of: datetime
+) -> tuple[stages.IngestOutcome, stages.DetectOutcome]:
+    config = load_outlets(outlets)
+    with Store(str(db)) as store, Fetcher(config.fetch) as fetcher:
+        poll = stages.poll_feeds(config, store, fetcher, "run-1", as_of)
+        ingest = stages.fetch_and_extract(
+            poll.new_entries,
+            fetcher,
+            store,
+            "run-1",
+            as_of,
+            2,
+            params,  # type: ignore[arg-type]
+        )
+        rest = stages.detect(store, "run-1", as_of, DEFAULT_PARAMS)
+    return ingest, rest
+
+
+def _clusters(db: Path) -> set[tuple[int, str, int | None]]:
+    with Store(str(db)) as store:
+        rows = store.sql("SELECT article_id, cluster_id, matched_article_id FROM cluster_members")
+    return {(int(a), str(c), m) for a, c, m in rows}
+
+
+def test_detecting_during_extraction_gives_the_clusters_of_detecting_afterwards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stages, "DETECT_BATCH", 40)  # several batches from the demo corpus
+    corpus = load_corpus()
+    try:
+        with OutletSimulator(corpus, timeout_delay=1.0) as sim:
+            sim.release_all()
+            outlets = tmp_path / "outlets.toml"
+            outlets.write_text(
+                sim.outlets_toml(extra="[fetch]\ntimeout_seconds = 0.5\ntransient_retries = 0\n"),
+                encoding="utf-8",
+            )
+            as_of = sim.now
+            during, rest = _cycle(sim, outlets, tmp_path / "during.duckdb", DEFAULT_PARAMS, as_of)
+            after, all_after = _cycle(sim, outlets, tmp_path / "after.duckdb", None, as_of)
+    finally:
+        shutdown_pool()
+    assert during.articles_new == after.articles_new > 200
+    # full batches were detected inside the stage, the rest after it
+    assert during.detected.articles_signed > 0
+    assert during.detected.articles_signed % 40 == 0
+    assert during.detected.articles_signed + rest.articles_signed == during.articles_new
+    assert after.detected.articles_signed == 0
+    assert all_after.articles_signed == after.articles_new
+    clusters = _clusters(tmp_path / "during.duckdb")
+    assert len({c for _a, c, _m in clusters}) < len(clusters)  # copies were found
+    assert clusters == _clusters(tmp_path / "after.duckdb")
+    assert during.detected.clusters_new + rest.clusters_new == all_after.clusters_new
