@@ -1,4 +1,4 @@
-"""Polite HTTP: the only module that opens sockets.
+"""Polite HTTP: the only module that opens sockets (with urllib3).
 
 Conditional GET (ETag / Last-Modified), timeouts, a response size cap, redirects checked hop by
 hop against the address policy, one user agent, per-host and total concurrency limits, and a
@@ -18,7 +18,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
-import httpx
+import urllib3
+from urllib3.exceptions import (
+    DecodeError,
+    HTTPError,
+    LocationParseError,
+    NewConnectionError,
+    ProtocolError,
+    TimeoutError,
+)
 
 from ingest.config import FetchSettings
 from ingest.urls import UnsafeURLError, check_fetchable
@@ -63,20 +71,25 @@ class TooLarge(Exception):
     pass
 
 
-class Fetcher:
-    """A shared httpx client plus the politeness rules; use as a context manager."""
+KEPT_HOSTS = 512  # hosts whose connections stay open for reuse (least recently used go)
+READ_CHUNK = 64 * 1024
 
-    def __init__(self, settings: FetchSettings, transport: httpx.BaseTransport | None = None):
+
+class Fetcher:
+    """A shared urllib3 connection pool (one per host: a request never scans the others) plus
+    the politeness rules; use as a context manager. `pool` replaces the pool (tests that
+    stand in for the internet)."""
+
+    def __init__(self, settings: FetchSettings, pool: urllib3.PoolManager | None = None):
         self.settings = settings
-        self._client = httpx.Client(
-            headers={"User-Agent": settings.user_agent, "Accept-Encoding": "gzip, deflate"},
-            timeout=httpx.Timeout(settings.timeout_seconds),
-            follow_redirects=False,
-            transport=transport,
-            limits=httpx.Limits(
-                max_connections=settings.total_concurrency,
-                max_keepalive_connections=settings.total_concurrency,
+        self._headers = {"User-Agent": settings.user_agent, "Accept-Encoding": "gzip, deflate"}
+        self._pool = pool or urllib3.PoolManager(
+            num_pools=KEPT_HOSTS,
+            maxsize=settings.per_host_concurrency,
+            timeout=urllib3.Timeout(
+                connect=settings.timeout_seconds, read=settings.timeout_seconds
             ),
+            retries=False,
         )
         self._host_locks: dict[str, threading.BoundedSemaphore] = defaultdict(
             lambda: threading.BoundedSemaphore(settings.per_host_concurrency)
@@ -90,7 +103,7 @@ class Fetcher:
         self.close()
 
     def close(self) -> None:
-        self._client.close()
+        self._pool.clear()
 
     def _host_slot(self, url: str) -> threading.BoundedSemaphore:
         host = (urlsplit(url).hostname or "").lower()
@@ -187,15 +200,7 @@ class Fetcher:
                     error=f"response larger than {self.settings.max_bytes} bytes",
                     error_kind="terminal",
                 )
-            except httpx.TimeoutException as exc:
-                return FetchResult(
-                    request.url,
-                    url,
-                    None,
-                    error=f"timeout: {type(exc).__name__}",
-                    error_kind="transient",
-                )
-            except (httpx.TransportError, OSError) as exc:
+            except NewConnectionError as exc:  # (a subclass of the connect timeout)
                 return FetchResult(
                     request.url,
                     url,
@@ -203,17 +208,33 @@ class Fetcher:
                     error=f"network error: {type(exc).__name__}: {exc}",
                     error_kind="transient",
                 )
-            except httpx.HTTPError as exc:  # e.g. an invalid URL
+            except TimeoutError as exc:
+                return FetchResult(
+                    request.url,
+                    url,
+                    None,
+                    error=f"timeout: {type(exc).__name__}",
+                    error_kind="transient",
+                )
+            except (LocationParseError, DecodeError) as exc:  # an invalid URL, a broken body
                 return FetchResult(
                     request.url, url, None, error=f"bad request: {exc}", error_kind="terminal"
                 )
-            if response.status_code in (301, 302, 303, 307, 308):
+            except (ProtocolError, HTTPError, OSError) as exc:
+                return FetchResult(
+                    request.url,
+                    url,
+                    None,
+                    error=f"network error: {type(exc).__name__}: {exc}",
+                    error_kind="transient",
+                )
+            if response.status in (301, 302, 303, 307, 308):
                 location = response.headers.get("location")
                 if not location:
                     return FetchResult(
                         request.url,
                         url,
-                        response.status_code,
+                        response.status,
                         error="redirect without Location",
                         error_kind="terminal",
                     )
@@ -228,24 +249,40 @@ class Fetcher:
             error_kind="terminal",
         )
 
-    def _get(self, url: str, headers: dict[str, str]) -> tuple[httpx.Response, bytes]:
-        with self._client.stream("GET", url, headers=headers) as response:
+    def _get(self, url: str, headers: dict[str, str]) -> tuple[urllib3.BaseHTTPResponse, bytes]:
+        response = self._pool.request(
+            "GET",
+            url,
+            headers={**self._headers, **headers},
+            preload_content=False,
+            redirect=False,
+            retries=False,
+        )
+        reusable = False
+        try:
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > self.settings.max_bytes:
                 raise TooLarge
             chunks: list[bytes] = []
             size = 0
-            for chunk in response.iter_bytes():
+            for chunk in response.stream(READ_CHUNK, decode_content=True):  # decompressed
                 size += len(chunk)
                 if size > self.settings.max_bytes:
                     raise TooLarge
                 chunks.append(chunk)
+            reusable = True
             return response, b"".join(chunks)
+        finally:
+            if reusable:
+                response.release_conn()  # read to the end: the connection serves the next one
+            else:
+                response.close()  # a body left unread: the connection cannot be reused
+                response.release_conn()
 
     def _result(
-        self, request: FetchRequest, url: str, response: httpx.Response, body: bytes
+        self, request: FetchRequest, url: str, response: urllib3.BaseHTTPResponse, body: bytes
     ) -> FetchResult:
-        status = response.status_code
+        status = response.status
         error = None
         kind = None
         if status == 304:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import threading
 import time
 from collections import Counter
@@ -13,8 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
+import urllib3
 
 from ingest.config import FetchSettings
 from ingest.http import Fetcher, FetchRequest, FetchResult, all_transient_failures
@@ -414,15 +415,27 @@ def test_redirect_without_location_is_terminal(server: LocalServer, fetcher: Fet
     assert result.error_kind == "terminal"
 
 
+class _PublicSite(urllib3.PoolManager):
+    """Stands in for a public web site (the internet is not reachable here): every request is
+    answered with a redirect to the cloud metadata address, and no socket is opened."""
+
+    def __init__(self, seen: list[str]) -> None:
+        super().__init__()
+        self.seen = seen
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        self.seen.append(url)
+        return urllib3.HTTPResponse(
+            body=io.BytesIO(b""),
+            status=302,
+            headers={"Location": "http://169.254.169.254/latest/"},
+            preload_content=False,
+        )
+
+
 def test_redirect_to_private_address_is_refused_hop_by_hop() -> None:
     seen: list[str] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(str(request.url))
-        return httpx.Response(302, headers={"Location": "http://169.254.169.254/latest/"})
-
-    transport = httpx.MockTransport(handler)  # no socket is opened
-    with Fetcher(settings(allow_private_hosts=False), transport=transport) as fetcher:
+    with Fetcher(settings(allow_private_hosts=False), pool=_PublicSite(seen)) as fetcher:
         result = fetcher.fetch(FetchRequest("http://93.184.216.34/feed.xml"))
     assert seen == ["http://93.184.216.34/feed.xml"]
     assert result.error_kind == "terminal"
