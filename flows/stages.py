@@ -46,6 +46,7 @@ MIN_FALLBACK_WORDS = 30  # feed text shorter than this is a teaser, not an artic
 MAX_ENTRIES_PER_FEED = 300
 MAX_CANDIDATES_PER_ARTICLE = 200
 DETECT_BATCH = 1000  # articles signed, matched and written together
+PAGES_PER_TASK = 4  # pages handed to an extraction process at once
 
 
 class NetworkUnavailable(RuntimeError):
@@ -421,7 +422,8 @@ def fetch_and_extract(
     requests = [FetchRequest(entries[i].entry.url) for i in fetch_order]
     fetched: dict[int, FetchResult] = {}
     sizes: dict[int, int] = {}
-    window = max(2, processes) * 4
+    tasks = max(2, processes) * 3  # extraction tasks in flight, PAGES_PER_TASK pages each
+    window = tasks * PAGES_PER_TASK
     outcome = IngestOutcome()
     writer = _StoreWriter(store, run_id, as_of, params if processes > 1 else None)
 
@@ -464,7 +466,7 @@ def fetch_and_extract(
                 finish(index, None, page.error)
 
     try:
-        for key, doc, error in extract_stream(pages(), processes, window):
+        for key, doc, error in extract_stream(pages(), processes, tasks, PAGES_PER_TASK):
             finish(int(key), doc, error)
     finally:
         writer.close()

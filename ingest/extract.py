@@ -162,27 +162,43 @@ def extract_many(
     return list(_pool(processes).map(_extract_one, pages, chunksize=chunk))
 
 
+def _extract_some(pages: list[PageToExtract]) -> list[tuple[str, Extracted | None, str | None]]:
+    return [_extract_one(page) for page in pages]
+
+
 def extract_stream(
-    pages: Iterable[PageToExtract], processes: int = 1, window: int = 0
+    pages: Iterable[PageToExtract], processes: int = 1, window: int = 0, per_task: int = 1
 ) -> Iterator[tuple[str, Extracted | None, str | None]]:
     """Extract pages as they arrive (e.g. while later pages are still being fetched), yielding
-    results in completion order. With processes > 1 the pages go to the process pool, at most
-    `window` (default 4 per process) in flight: the source is read no faster than the pool
-    works, so memory holds a few pages, not the batch."""
+    results in completion order. With processes > 1 the pages go to the process pool
+    `per_task` at a time (fewer hand-offs between processes), at most `window` tasks (default
+    4 per process) in flight: the source is read no faster than the pool works, so memory
+    holds a few pages, not the batch."""
     if processes <= 1:
         for page in pages:
             yield _extract_one(page)
         return
     pool = _pool(processes)
     window = window or processes * 4
-    pending: set[Future[tuple[str, Extracted | None, str | None]]] = set()
-    for page in pages:
-        pending.add(pool.submit(_extract_one, page))
+    pending: set[Future[list[tuple[str, Extracted | None, str | None]]]] = set()
+    chunk: list[PageToExtract] = []
+
+    def submitted() -> Iterator[tuple[str, Extracted | None, str | None]]:
+        nonlocal pending
+        pending.add(pool.submit(_extract_some, chunk))
         if len(pending) >= window:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                yield future.result()
+                yield from future.result()
+
+    for page in pages:
+        chunk.append(page)
+        if len(chunk) >= per_task:
+            yield from submitted()
+            chunk = []
+    if chunk:
+        yield from submitted()
     while pending:
         done, pending = wait(pending, return_when=FIRST_COMPLETED)
         for future in done:
-            yield future.result()
+            yield from future.result()

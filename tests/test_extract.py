@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import pytest
@@ -14,6 +15,7 @@ from ingest.extract import (
     PageToExtract,
     extract_article,
     extract_many,
+    extract_stream,
     is_html,
 )
 from simulator.corpus import DemoArticle, DemoOutlet
@@ -273,3 +275,14 @@ def test_extract_many_survives_an_extractor_crash(monkeypatch: pytest.MonkeyPatc
 def test_extract_many_of_nothing() -> None:
     assert extract_many([]) == []
     assert extract_many([], processes=4, min_batch_for_pool=0) == []
+
+
+@pytest.mark.parametrize("per_task", [1, 3])
+def test_extract_stream_in_a_process_pool_yields_every_page_once(pool: None, per_task: int) -> None:
+    pages = batch()
+    pages = pages + [replace(p, key=p.key + "-again") for p in pages[:3]]  # 7: a partial task
+    results = list(extract_stream(iter(pages), processes=2, window=2, per_task=per_task))
+    assert sorted(key for key, _, _ in results) == sorted(p.key for p in pages)
+    by_key = {key: (doc, error) for key, doc, error in results}
+    check_batch([(p.key, *by_key[p.key]) for p in pages[:4]])
+    assert by_key["good-agency-again"][0] == by_key["good-agency"][0]
