@@ -70,15 +70,44 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _thread_cpu() -> dict[int, float]:
+    """CPU seconds of each live thread of this process, by native thread id."""
+    found = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[int(tid)] = (int(fields[11]) + int(fields[12])) / _TICK
+    return found
+
+
+def _thread_group(name: str) -> str:
+    if name.startswith("fetch"):
+        return "fetch threads (HTTP)"
+    if name == "MainThread":
+        return "main thread (feeds, page hand-off, article rows)"
+    if name == "store-writer":
+        return "store writer (inserts, detection during the stage)"
+    return "other threads (process pool queues)"
+
+
 class TreeMemory:
-    """Samples the resident memory of this process and its descendants every 0.2 s."""
+    """Samples the resident memory of this process and its descendants every 0.2 s, and the
+    CPU time of this process's threads (by role)."""
 
     def __init__(self, exclude: int = 0) -> None:
         self.exclude = exclude  # a child (with its own children) left out: the simulators
         self.peak_self = 0
         self.peak_tree = 0
+        self._threads: dict[int, tuple[str, float]] = {}
+        self._base: dict[int, float] = {}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True, name="tree-memory")
 
     def _run(self) -> None:
         me = os.getpid()
@@ -88,8 +117,20 @@ class TreeMemory:
             tree = own + sum(_rss_kib(p) for p in _descendants(me) if p not in skip)
             self.peak_self = max(self.peak_self, own)
             self.peak_tree = max(self.peak_tree, tree)
+            names = {t.native_id: t.name for t in threading.enumerate()}
+            for tid, cpu in _thread_cpu().items():
+                if tid in names and names[tid] != "tree-memory":
+                    self._threads[tid] = (_thread_group(names[tid]), cpu - self._base.get(tid, 0))
+
+    def thread_cpu(self) -> dict[str, float]:
+        """CPU seconds by thread role, as last sampled (a thread's last 0.2 s may be missed)."""
+        groups: dict[str, float] = {}
+        for group, cpu in self._threads.values():
+            groups[group] = groups.get(group, 0.0) + cpu
+        return groups
 
     def __enter__(self) -> TreeMemory:
+        self._base = _thread_cpu()  # threads alive before (the main thread): count from here
         self._thread.start()
         return self
 
@@ -201,6 +242,8 @@ def main() -> None:
             f"({cpu_workers / max(1, n) * 1000:.1f} ms per article), cycle process "
             f"{cpu_main:.1f} (polling, fetching, storing, detection)"
         )
+        by_role = ", ".join(f"{k} {v:.1f}" for k, v in sorted(memory.thread_cpu().items()))
+        print(f"  cycle process CPU seconds by thread: {by_role}")
         print(f"  database: {db.stat().st_size / 2**20:.0f} MiB")
         pages = the_same_pages(sim.toml, args.outlets, args.articles)
         kb = sorted(len(body) / 1024 for body, _url in pages)

@@ -316,16 +316,19 @@ def _serve(n_outlets: int, n_articles: int, hosts: int, conn: Any) -> None:
         for article in sim.corpus.articles:
             sim._article(sim.corpus.outlet(article.outlet), article)
     conn.send(outlets_toml(sims))
+    ready = cpu_seconds()  # building and rendering are not serving
     conn.recv()  # until told to stop
     requests = sum(sim.stats.requests for sim in sims)
+    serving = cpu_seconds() - ready
     for sim in sims:
         sim.stop()
-    conn.send((requests, cpu_seconds()))
+    conn.send((requests, serving))
 
 
 class SimulatorProcess:
     """The simulators in a process of their own (the web is not in the crawler's process):
-    `toml` is the outlets file; `stop()` returns (requests served, CPU seconds used)."""
+    `toml` is the outlets file; `stop()` returns (requests served, CPU seconds spent serving
+    them, the corpus building and page rendering before the first request left out)."""
 
     def __init__(self, n_outlets: int, n_articles: int, hosts: int = 25):
         ctx = multiprocessing.get_context("spawn")
