@@ -200,32 +200,20 @@ class Fetcher:
                     error=f"response larger than {self.settings.max_bytes} bytes",
                     error_kind="terminal",
                 )
-            except NewConnectionError as exc:  # (a subclass of the connect timeout)
-                return FetchResult(
-                    request.url,
-                    url,
-                    None,
-                    error=f"network error: {type(exc).__name__}: {exc}",
-                    error_kind="transient",
-                )
-            except TimeoutError as exc:
-                return FetchResult(
-                    request.url,
-                    url,
-                    None,
-                    error=f"timeout: {type(exc).__name__}",
-                    error_kind="transient",
-                )
             except (LocationParseError, DecodeError) as exc:  # an invalid URL, a broken body
                 return FetchResult(
                     request.url, url, None, error=f"bad request: {exc}", error_kind="terminal"
                 )
             except (ProtocolError, HTTPError, OSError) as exc:
+                # a refused connection is a subclass of the connect timeout: not a timeout
+                timeout = isinstance(exc, TimeoutError) and not isinstance(exc, NewConnectionError)
                 return FetchResult(
                     request.url,
                     url,
                     None,
-                    error=f"network error: {type(exc).__name__}: {exc}",
+                    error=f"timeout: {type(exc).__name__}"
+                    if timeout
+                    else f"network error: {type(exc).__name__}: {exc}",
                     error_kind="transient",
                 )
             if response.status in (301, 302, 303, 307, 308):
