@@ -19,6 +19,7 @@ from flows import reporting, stages
 from ingest.config import OutletsConfig, load_outlets
 from ingest.extract import start_pool
 from ingest.http import Fetcher
+from narratives.detect import SignedTexts
 from narratives.params import DEFAULT_PARAMS, DetectionParams
 from store.db import Store
 
@@ -57,15 +58,18 @@ def fetch_and_extract_task(
     as_of: datetime,
     processes: int,
     params: DetectionParams,
+    recent: SignedTexts,
 ) -> stages.IngestOutcome:
-    return stages.fetch_and_extract(entries, fetcher, store, run_id, as_of, processes, params)
+    return stages.fetch_and_extract(
+        entries, fetcher, store, run_id, as_of, processes, params, recent
+    )
 
 
 @task(name="detect-narratives", cache_policy=NO_CACHE)
 def detect_task(
-    store: Store, run_id: str, as_of: datetime, params: DetectionParams
+    store: Store, run_id: str, as_of: datetime, params: DetectionParams, recent: SignedTexts
 ) -> stages.DetectOutcome:
-    return stages.detect(store, run_id, as_of, params)
+    return stages.detect(store, run_id, as_of, params, recent=recent)
 
 
 def _run_id() -> str:
@@ -117,13 +121,14 @@ def run_cycle(
                 entries_seen=poll.entries_seen,
             )
             started = time.perf_counter()
+            recent = SignedTexts()  # the cycle's signed texts, for both stages
             ingest = calls.ingest(
-                poll.new_entries, fetcher, store, run_id, as_of, processes, DEFAULT_PARAMS
+                poll.new_entries, fetcher, store, run_id, as_of, processes, DEFAULT_PARAMS, recent
             )
             seconds["fetch_extract"] = time.perf_counter() - started
             counts.update(articles_new=ingest.articles_new, articles_failed=ingest.articles_failed)
             started = time.perf_counter()
-            rest = calls.detect(store, run_id, as_of, DEFAULT_PARAMS)
+            rest = calls.detect(store, run_id, as_of, DEFAULT_PARAMS, recent=recent)
             seconds["detect"] = time.perf_counter() - started
             found = ingest.detected
             counts.update(

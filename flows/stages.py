@@ -328,13 +328,13 @@ class _StoreWriter:
         run_id: str,
         as_of: datetime,
         params: DetectionParams | None,
-        clock: StageClock | None = None,
+        recent: SignedTexts | None = None,
     ):
         self._store = store
         self._run_id = run_id
         self._as_of = as_of
         self._params = params
-        self._clock = clock
+        self._recent = recent if recent is not None else SignedTexts()
         self._queue: queue.SimpleQueue[tuple[str, list[dict[str, object]]] | None] = (
             queue.SimpleQueue()
         )
@@ -388,8 +388,8 @@ class _StoreWriter:
                         self._run_id,
                         self._as_of,
                         self._params,
-                        self._clock,
                         full_batches_only=True,
+                        recent=self._recent,
                     )
                     _add_outcome(self.detected, found)
                     unsigned = max(0, unsigned - found.articles_signed)
@@ -410,13 +410,16 @@ def fetch_and_extract(
     as_of: datetime,
     processes: int = 1,
     params: DetectionParams | None = None,
+    recent: SignedTexts | None = None,
 ) -> IngestOutcome:
     """Fetch every new entry's page and extract it as it arrives (fetching overlaps the
     extraction pool, and only a few page bodies are held at once); fall back to the feed's own
     text when a page fails; record every attempt; store the articles (idempotently) in
     clustering order as they are ready. With `params` and an extraction pool (processes > 1),
     full batches of articles are detected while later pages are still being extracted, on the
-    core the pool leaves; `outcome.detected` counts them and `detect` finishes the rest."""
+    core the pool leaves; `outcome.detected` counts them and `detect` finishes the rest (pass
+    both the same `recent` so texts signed for one batch are not tokenised again for the
+    next)."""
     order = _InClusteringOrder(entries)
     fetch_order = order.fetch_order()
     requests = [FetchRequest(entries[i].entry.url) for i in fetch_order]
@@ -425,7 +428,7 @@ def fetch_and_extract(
     tasks = max(2, processes) * 3  # extraction tasks in flight, PAGES_PER_TASK pages each
     window = tasks * PAGES_PER_TASK
     outcome = IngestOutcome()
-    writer = _StoreWriter(store, run_id, as_of, params if processes > 1 else None)
+    writer = _StoreWriter(store, run_id, as_of, params if processes > 1 else None, recent)
 
     def finish(i: int, doc: Extracted | None, error: str | None) -> None:
         new, page, size = entries[i], fetched[i], sizes[i]

@@ -56,6 +56,7 @@ class SignedTexts:
 
     def __init__(self, capacity: int = 5000):
         self.capacity = capacity
+        self.reused = 0  # signings handed out again
         self._items: OrderedDict[int, tuple[Signed, frozenset[int], frozenset[int]]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -96,6 +97,7 @@ class SignedTexts:
         if keys & chrome != applied:
             return None
         self._items.move_to_end(article_id)
+        self.reused += 1
         return signed
 
 

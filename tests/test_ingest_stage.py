@@ -13,7 +13,9 @@ from ingest.config import load_outlets
 from ingest.extract import shutdown_pool
 from ingest.feeds import FeedEntry
 from ingest.http import Fetcher
-from narratives.params import DEFAULT_PARAMS
+from narratives.detect import SignedTexts, short_paragraph_keys, sign_text
+from narratives.params import DEFAULT_PARAMS, DetectionParams
+from narratives.text import read_paragraphs
 from simulator import OutletSimulator, load_corpus
 from store.db import Store
 
@@ -64,21 +66,20 @@ def test_undated_entries_are_fetched_first_and_rows_come_out_in_clustering_order
 
 
 def _cycle(
-    sim: OutletSimulator, outlets: Path, db: Path, params: object, as_of: datetime
+    sim: OutletSimulator,
+    outlets: Path,
+    db: Path,
+    params: DetectionParams | None,
+    as_of: datetime,
+    recent: SignedTexts | None = None,
 ) -> tuple[stages.IngestOutcome, stages.DetectOutcome]:
     config = load_outlets(outlets)
     with Store(str(db)) as store, Fetcher(config.fetch) as fetcher:
         poll = stages.poll_feeds(config, store, fetcher, "run-1", as_of)
         ingest = stages.fetch_and_extract(
-            poll.new_entries,
-            fetcher,
-            store,
-            "run-1",
-            as_of,
-            2,
-            params,  # type: ignore[arg-type]
+            poll.new_entries, fetcher, store, "run-1", as_of, 2, params, recent
         )
-        rest = stages.detect(store, "run-1", as_of, DEFAULT_PARAMS)
+        rest = stages.detect(store, "run-1", as_of, DEFAULT_PARAMS, recent=recent)
     return ingest, rest
 
 
@@ -102,7 +103,10 @@ def test_detecting_during_extraction_gives_the_clusters_of_detecting_afterwards(
                 encoding="utf-8",
             )
             as_of = sim.now
-            during, rest = _cycle(sim, outlets, tmp_path / "during.duckdb", DEFAULT_PARAMS, as_of)
+            recent = SignedTexts()
+            during, rest = _cycle(
+                sim, outlets, tmp_path / "during.duckdb", DEFAULT_PARAMS, as_of, recent
+            )
             after, all_after = _cycle(sim, outlets, tmp_path / "after.duckdb", None, as_of)
     finally:
         shutdown_pool()
@@ -112,8 +116,29 @@ def test_detecting_during_extraction_gives_the_clusters_of_detecting_afterwards(
     assert during.detected.articles_signed % 40 == 0
     assert during.detected.articles_signed + rest.articles_signed == during.articles_new
     assert after.detected.articles_signed == 0
+    assert recent.reused > 0  # texts signed for one batch were candidates of a later one
     assert all_after.articles_signed == after.articles_new
     clusters = _clusters(tmp_path / "during.duckdb")
     assert len({c for _a, c, _m in clusters}) < len(clusters)  # copies were found
     assert clusters == _clusters(tmp_path / "after.duckdb")
     assert during.detected.clusters_new + rest.clusters_new == all_after.clusters_new
+
+
+def test_signed_texts_are_reused_only_while_the_outlets_chrome_drops_the_same_paragraphs():
+    paragraphs = read_paragraphs("Share this\n\nThe dam gave way at dawn.\n\nSubscribe now")
+    keys = short_paragraph_keys(paragraphs)
+    house = {p.key for p in paragraphs if p.text == "Subscribe now"}
+    signed = sign_text(paragraphs, house, DEFAULT_PARAMS, "river-times")
+    recent = SignedTexts(capacity=2)
+    recent.put(1, signed, keys, house | {12345})  # chrome keys of other texts do not matter
+    assert recent.outlets([1, 2]) == {1: "river-times"}
+    kept = recent.get(1, house)
+    assert kept is not None and kept.tokens.words == signed.tokens.words
+    assert kept.signature.size == 0  # verification needs no signatures
+    dam = {p.key for p in paragraphs if p.text.startswith("The dam")}
+    assert recent.get(1, house | dam) is None  # its outlet learned one of its paragraphs since
+    assert recent.get(1, set()) is None  # or no longer counts one as chrome
+    assert recent.reused == 1
+    recent.put(2, signed, keys, house)
+    recent.put(3, signed, keys, house)
+    assert len(recent) == 2 and recent.get(1, house) is None  # the oldest went first
