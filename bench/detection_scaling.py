@@ -9,9 +9,10 @@ The stored part is real where it matters and synthetic where it only has to be t
   candidates: about 30% of them re-post a story stored shortly before.
 - The rest, up to the size, is generated in DuckDB: articles with short texts, random MinHash
   signatures, LSH band rows with uniform 64-bit hashes for the whole text and for a number of
-  passages drawn from the corpus's own distribution (12.5 on average: 430 band rows per
-  article, 430 million at 1M), outlet paragraph keys (6 per article plus each outlet's house
-  lines), cluster memberships and matches.
+  passages drawn from the corpus's own distribution (12.3 on average: 565 band rows per
+  article, 565 million at 1M), outlet paragraph keys (6 per article plus each outlet's house
+  lines), cluster memberships and matches. The LSH band index (store/band_index.py) then
+  takes in the generated band rows, as it would have batch by batch; the time is printed.
 The new articles are the next 1,000 of the corpus. Each size is measured in a fresh process
 (open the store, store the new articles, `flows.stages.detect` with a `StageClock`); peak
 memory is that process's peak resident set. The store file is read once beforehand, so it sits
@@ -47,6 +48,24 @@ from narratives.detect import sign_text  # noqa: E402
 from narratives.params import DEFAULT_PARAMS  # noqa: E402
 from store.db import Store  # noqa: E402
 
+
+def _index_dir(db: Path) -> Path:
+    return Path(str(db) + ".bands")
+
+
+def _copy_store(source: Path, target: Path) -> None:
+    """A store is its database file and its band index folder."""
+    shutil.copy(source, target)
+    shutil.rmtree(_index_dir(target), ignore_errors=True)
+    if _index_dir(source).exists():
+        shutil.copytree(_index_dir(source), _index_dir(target))
+
+
+def _remove_store(db: Path) -> None:
+    db.unlink(missing_ok=True)
+    shutil.rmtree(_index_dir(db), ignore_errors=True)
+
+
 REAL = 4000
 CORPUS = 5000
 
@@ -73,9 +92,9 @@ def build_base(path: Path, rows: list[dict[str, object]]) -> np.ndarray:
     )
 
 
-def add_filler(path: Path, count: int, passages: np.ndarray) -> float:
+def add_filler(path: Path, count: int, passages: np.ndarray) -> tuple[float, float]:
     """Append `count` synthetic stored articles (older than the real ones) with everything
-    detection reads. Returns seconds taken."""
+    detection reads. Returns seconds taken to fill the tables and to index their band rows."""
     started = time.perf_counter()
     store = Store(path, memory_limit="8GB")  # bulk loading 100,000 articles at a time
     con = store.con
@@ -151,7 +170,11 @@ def add_filler(path: Path, count: int, passages: np.ndarray) -> float:
     con.execute("DROP TABLE filler")
     con.execute("CHECKPOINT")
     store.close()
-    return time.perf_counter() - started
+    filled = time.perf_counter() - started
+    started = time.perf_counter()
+    with Store(path) as store:
+        store.band_index.sync(store.con)
+    return filled, time.perf_counter() - started
 
 
 def _drop_from_page_cache(path: Path) -> None:
@@ -189,11 +212,17 @@ def measure(path: Path, new: int) -> dict[str, object]:
     stored = store.count("articles")
     band_rows = store.count("lsh_bands")
     store.insert_articles(rows)
-    _read_through(path)  # again, just before: this machine reclaims cold page cache within seconds
+    index = store.band_index
+    runs_before = [run.rows for run in index.runs]
+    # again, just before: this machine reclaims cold page cache within seconds
+    for file in [path, *sorted(_index_dir(path).glob("run-*.keys"))]:
+        _read_through(file)
     clock = StageClock()
     started = time.perf_counter()
     found = detect(store, "measured", as_of, DEFAULT_PARAMS, clock)
     took = time.perf_counter() - started
+    runs_after = [run.rows for run in index.runs]
+    index_mib = sum(f.stat().st_size for f in _index_dir(path).glob("run-*")) / 2**20
     store.close()
     with open("/proc/self/status", encoding="ascii") as status:
         hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
@@ -207,6 +236,9 @@ def measure(path: Path, new: int) -> dict[str, object]:
         "joined": found.clusters_joined,
         "stages": {k: round(v, 3) for k, v in clock.seconds.items()},
         "peak_rss_mib": round(hwm / 1024),
+        "index_runs": f"{len(runs_before)} -> {len(runs_after)}",
+        "index_mib": round(index_mib),
+        "index_rebuilds": index.rebuilds,
     }
 
 
@@ -227,7 +259,7 @@ def main() -> None:
     try:
         base = workdir / "base.duckdb"
         started = time.perf_counter()
-        base.unlink(missing_ok=True)
+        _remove_store(base)
         passages = build_base(base, _corpus_rows())
         print(
             f"real stored part: {REAL} articles detected in {time.perf_counter() - started:.0f} s;"
@@ -238,15 +270,18 @@ def main() -> None:
             db = workdir / f"stored-{size}.duckdb"
             kept = workdir / f"kept-{size}.duckdb"
             if kept.exists():  # --keep: reuse a filled store (copied: measuring changes it)
-                shutil.copy(kept, db)
-                _drop_from_page_cache(kept)  # only the measured file competes for the cache
-                filled = 0.0
+                _copy_store(kept, db)
+                for file in [kept, *_index_dir(kept).glob("run-*")]:
+                    _drop_from_page_cache(file)  # only the measured store competes for the cache
+                filled = indexed = 0.0
             else:
-                shutil.copy(base, db)
-                filled = add_filler(db, size - REAL, passages)
+                _copy_store(base, db)
+                filled, indexed = add_filler(db, size - REAL, passages)
                 if args.keep:
-                    shutil.copy(db, kept)
-            _read_through(db)  # steady state: the file in the OS page cache (see docstring)
+                    _copy_store(db, kept)
+            # steady state: the store in the OS page cache (see docstring)
+            for file in [db, *sorted(_index_dir(db).glob("run-*.keys"))]:
+                _read_through(file)
             out = subprocess.run(
                 [sys.executable, __file__, "--measure", str(db), "--new", str(args.new)],
                 capture_output=True,
@@ -260,12 +295,16 @@ def main() -> None:
             results.append(result)
             print(
                 f"{result['stored']:>9,} stored ({result['band_rows']:,} band rows, "
-                f"{result['db_mib']} MiB, filled in {filled:.0f} s): {result['signed']} new in "
+                f"{result['db_mib']} MiB, filled in {filled:.0f} s, band index "
+                f"{result['index_mib']} MiB built in {indexed:.0f} s): {result['signed']} new in "
                 f"{result['detect_s']:.2f} s, peak RSS {result['peak_rss_mib']} MiB, "
                 f"{result['pairs']} pairs verified, {result['joined']} joined"
             )
-            print(f"    stage seconds: {result['stages']}")
-            db.unlink()
+            print(
+                f"    stage seconds: {result['stages']}; index runs {result['index_runs']}, "
+                f"rebuilds {result['index_rebuilds']}"
+            )
+            _remove_store(db)
         first = results[0]
         for result in results[1:]:
             print(

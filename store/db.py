@@ -18,6 +18,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from store.band_index import BandIndex, band_keys
 from store.migrations import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,9 @@ def _open_hint(error: str) -> str:
 
 
 # DuckDB caches the blocks it reads up to its memory limit (by default 80% of the machine's
-# memory): without a cap, a cycle's scan of a large lsh_bands table grows the process by
-# gigabytes. Beyond the cap DuckDB re-reads blocks (from the OS page cache) or spills to disk.
+# memory): without a cap, a scan of a large table (lsh_bands when the band index is rebuilt,
+# articles in an analyst's query) grows the process by gigabytes.
+# Beyond the cap DuckDB re-reads blocks (from the OS page cache) or spills to disk.
 DEFAULT_MEMORY_LIMIT = "256MB"
 PARAGRAPH_KEY = ["outlet_id", "paragraph_key", "article_id"]
 
@@ -90,6 +92,7 @@ class Store:
             self.con = duckdb.connect(self.path, read_only=read_only)
         except duckdb.IOException as exc:
             raise StoreError(f"cannot open {self.path}: {exc}. {_open_hint(str(exc))}") from None
+        self._band_index: BandIndex | None = None
         self.sql("SET TimeZone = 'UTC'")
         if memory_limit:
             self.sql(f"SET memory_limit = '{memory_limit}'")
@@ -421,6 +424,15 @@ class Store:
             result[outlet].add(int(key))
         return result
 
+    @property
+    def band_index(self) -> BandIndex:
+        """The LSH band index beside the database file (`<file>.bands/`; in memory for an
+        in-memory store), brought up to date with lsh_bands by `candidate_pairs`."""
+        if self._band_index is None:
+            directory = None if self.path == ":memory:" else Path(self.path + ".bands")
+            self._band_index = BandIndex(directory)
+        return self._band_index
+
     def candidate_pairs(
         self, new_bands: pa.Table, max_per_article: int
     ) -> list[tuple[int, int, int]]:
@@ -428,29 +440,32 @@ class Store:
         any stored article or another article of the batch. At most `max_per_article` others
         per new article, those sharing most bands first.
 
-        The stored side is read in one pass as a semi join on band_hash alone: only the few
-        stored rows that share a hash with the batch are then joined band by band. Joining
-        the batch's hundreds of thousands of band rows against every stored row directly
-        costs twice as much, and this pass is the one step whose work grows with the store
-        (docs/performance.md)."""
+        Stored rows sharing a band with the batch come from the band index (store.band_index),
+        which finds them by binary search instead of reading every stored band row; only those
+        few rows meet the batch's in the join."""
         if new_bands.num_rows == 0:
             return []
-        # copied into a temporary table: DuckDB plans a semi join against an Arrow scan
-        # poorly (twice as slow at 1M stored)
-        self.con.register("_new_bands_arrow", new_bands)
+        index = self.band_index
+        index.sync(self.con)
+        band = new_bands["band"].to_numpy()
+        band_hash = new_bands["band_hash"].to_numpy()
+        keys, first = np.unique(band_keys(band, band_hash), return_index=True)
+        at, stored_ids = index.lookup(keys)
+        rows = first[at]
+        stored = pa.table(
+            {
+                "article_id": pa.array(stored_ids, pa.int64()),
+                "band": pa.array(band[rows], pa.uint8()),
+                "band_hash": pa.array(band_hash[rows], pa.uint64()),
+            }
+        )
+        self.con.register("_new_bands", new_bands.select(["article_id", "band", "band_hash"]))
+        self.con.register("_stored_bands", stored)
         try:
-            self.sql(
-                "CREATE OR REPLACE TEMP TABLE _new_bands AS "
-                "SELECT article_id, band, band_hash FROM _new_bands_arrow"
-            )
-        finally:
-            self.con.unregister("_new_bands_arrow")
-        try:
-            rows = self.sql(
+            rows_out = self.sql(
                 """
                 WITH others AS (
-                    SELECT article_id, band, band_hash FROM lsh_bands
-                    WHERE band_hash IN (SELECT band_hash FROM _new_bands)
+                    SELECT article_id, band, band_hash FROM _stored_bands
                     UNION ALL
                     SELECT article_id, band, band_hash FROM _new_bands
                 ),
@@ -468,8 +483,9 @@ class Store:
                 [max_per_article],
             )
         finally:
-            self.sql("DROP TABLE IF EXISTS _new_bands")
-        return [(int(a), int(b), int(h)) for a, b, h in rows]
+            self.con.unregister("_new_bands")
+            self.con.unregister("_stored_bands")
+        return [(int(a), int(b), int(h)) for a, b, h in rows_out]
 
     def memberships(self, article_ids: Iterable[int]) -> dict[int, str]:
         ids = list(set(article_ids))
@@ -508,7 +524,8 @@ class Store:
         merges: Sequence[dict[str, Any]],
     ) -> None:
         """Everything one detection pass decided, in one transaction: a crash leaves either
-        all of it or none of it, and the next cycle redoes what is missing."""
+        all of it or none of it, and the next cycle redoes what is missing. The band index
+        (derived from lsh_bands) is brought up to date after the commit."""
         n, perms = minhashes.shape if minhashes.size else (0, 128)
         signatures = pa.table(
             {
@@ -542,6 +559,8 @@ class Store:
             self._insert("cluster_merges", list(merges))
             self._insert_new("cluster_members", list(members), ["article_id"])
             self._insert_new("article_matches", list(matches), ["article_id", "other_article_id"])
+        # the band index follows the table right away, so that each pass pays for its own rows
+        self.band_index.sync(self.con)
 
 
 def _as_arrow(rows: Sequence[dict[str, Any]] | pa.Table) -> pa.Table | None:

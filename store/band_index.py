@@ -1,0 +1,350 @@
+"""The LSH band index: every row of `lsh_bands` as one 64-bit key (band hash and band number
+mixed) with its article, kept sorted in a few runs beside the database file.
+
+Candidate search looks a batch's keys up by binary search in each run, touching about one page
+per key, where a join with `lsh_bands` reads every stored row: 565 rows per article, over half
+a billion at 1M articles (docs/performance.md). `lsh_bands` stays the record, written in the
+same transaction as the rest of a detection pass; the index is derived from it and `sync`
+brings it up to date before each search. It covers the table's rows in insertion order (DuckDB
+row ids; the table is only ever appended to), notes how many it covers and the last of them,
+and reads the rows after those. When the table no longer matches (rows deleted, a database
+copied back without its index, index files lost or damaged) the index is rebuilt from it.
+
+Runs merge like a binary counter: a new run is merged with the one before it while that one is
+not larger, so there are about log2(stored / batch) runs and each row is rewritten about as many
+times. Lookups and merges map a slice of a run at a time, so memory stays bounded whatever the
+store's size.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+# rows of a run mapped at once by a lookup or a merge (128 MiB of keys), and rows read from
+# lsh_bands per step when catching up or rebuilding
+SLICE_ROWS = 1 << 24
+READ_ROWS = 1 << 24
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def band_keys(band: Any, band_hash: Any) -> np.ndarray:
+    """One key per band row: the band hash with the band number mixed in, so that equal
+    hashes in different bands do not meet (64-bit keys: a chance collision only adds a
+    candidate, which verification then rejects)."""
+    mixed = (np.asarray(band, dtype=np.uint64) + np.uint64(1)) * _MIX
+    return np.asarray(band_hash, dtype=np.uint64) ^ mixed
+
+
+@dataclass
+class _Run:
+    name: str  # file stem in the index directory
+    rows: int
+    keys: np.ndarray | None = None  # held here when the index lives in memory
+    ids: np.ndarray | None = None
+
+
+class BandIndex:
+    """Sorted (key, article_id) runs in `directory`, or in memory when it is None."""
+
+    def __init__(self, directory: Path | None):
+        self.directory = directory
+        self.rows = 0  # lsh_bands rows covered: those whose row id is below next_rowid
+        self.next_rowid = 0
+        self.tail: list[int] | None = None  # (article_id, band, band_hash) of the last covered
+        self.runs: list[_Run] = []
+        self.rebuilds = 0
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._load()
+
+    # ------------------------------------------------------------------ upkeep
+    def sync(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Cover every row of `lsh_bands`: read the rows added since the last sync, or rebuild
+        from the whole table when it no longer holds what the index covers."""
+        count = _one(con, "SELECT count(*) FROM lsh_bands")
+        new = _one(con, "SELECT count(*) FROM lsh_bands WHERE rowid >= ?", [self.next_rowid])
+        stale = self.rows + new != count
+        if not stale and self.rows and self.tail != _row(con, self.next_rowid - 1):
+            stale = True
+        if stale:
+            log.warning(
+                "the LSH band index does not match lsh_bands (%d rows indexed, %d in the "
+                "table); rebuilding it from the table",
+                self.rows,
+                count,
+            )
+            self._reset()
+            self.rebuilds += 1
+            new = count
+        if not new:
+            return
+        if new > READ_ROWS:
+            log.info("adding %d rows of lsh_bands to the LSH band index", new)
+        reader = con.sql(
+            "SELECT rowid, article_id, band, band_hash FROM lsh_bands WHERE rowid >= ?",
+            params=[self.next_rowid],
+        ).to_arrow_reader(READ_ROWS)
+        try:
+            for batch in reader:
+                if batch.num_rows == 0:
+                    continue
+                rowids = batch.column(0).to_numpy()
+                keys = band_keys(batch.column(2).to_numpy(), batch.column(3).to_numpy())
+                order = np.argsort(keys, kind="stable")
+                last = int(np.argmax(rowids))
+                self._add(
+                    keys[order],
+                    batch.column(1).to_numpy().astype(np.int64)[order],
+                    next_rowid=int(rowids[last]) + 1,
+                    tail=[int(batch.column(c)[last].as_py()) for c in (1, 2, 3)],
+                )
+        except BaseException:
+            self._recover()
+            raise
+        finally:
+            reader.close()
+        if self.rows != count:
+            raise RuntimeError(f"LSH band index covers {self.rows} rows, lsh_bands holds {count}")
+
+    def _add(
+        self, keys: np.ndarray, ids: np.ndarray, next_rowid: int, tail: list[int] | None
+    ) -> None:
+        """Sorted rows as a new run, covering lsh_bands up to `next_rowid`; then merges."""
+        self.runs.append(self._write(keys, ids))
+        self.rows += len(keys)
+        self.next_rowid, self.tail = next_rowid, tail
+        self._save()
+        self._compact()
+
+    def _compact(self) -> None:
+        while len(self.runs) >= 2 and self.runs[-2].rows <= self.runs[-1].rows:
+            older, newer = self.runs[-2], self.runs[-1]
+            self.runs[-2:] = [self._merge(older, newer)]
+            self._save()  # the merged run replaces the two before their files go
+            self._drop(older)
+            self._drop(newer)
+
+    def _recover(self) -> None:
+        """After a failure part way: back to what the manifest on disk says (in memory:
+        nothing, to be rebuilt)."""
+        self.runs, self.rows, self.next_rowid, self.tail = [], 0, 0, None
+        if self.directory is not None:
+            self._load()
+
+    def _merge(self, a: _Run, b: _Run) -> _Run:
+        """One sorted run from two, in slices of at most SLICE_ROWS of each."""
+        out = self._open_output(a.rows + b.rows)
+        ia = ib = 0
+        try:
+            while ia < a.rows or ib < b.rows:
+                ka, xa = self._slice(a, ia, min(a.rows, ia + SLICE_ROWS))
+                kb, xb = self._slice(b, ib, min(b.rows, ib + SLICE_ROWS))
+                # take everything up to the smaller of the two slices' last keys (a slice that
+                # ends its run takes part whole)
+                a_more, b_more = ia + len(ka) < a.rows, ib + len(kb) < b.rows
+                if a_more and (not b_more or ka[-1] <= kb[-1]):
+                    na, nb = len(ka), int(np.searchsorted(kb, ka[-1], side="right"))
+                elif b_more:
+                    na, nb = int(np.searchsorted(ka, kb[-1], side="right")), len(kb)
+                else:
+                    na, nb = len(ka), len(kb)
+                # b's rows go after a's equal keys: a stable merge
+                at = np.searchsorted(ka[:na], kb[:nb], side="right") + np.arange(nb)
+                keys = np.empty(na + nb, np.uint64)
+                ids = np.empty(na + nb, np.int64)
+                from_a = np.ones(na + nb, bool)
+                from_a[at] = False
+                keys[at], ids[at] = kb[:nb], xb[:nb]
+                keys[from_a], ids[from_a] = ka[:na], xa[:na]
+                out.write(keys, ids)
+                ia, ib = ia + na, ib + nb
+                del ka, xa, kb, xb
+            return out.close()
+        except BaseException:
+            out.abort()
+            raise
+
+    # ------------------------------------------------------------------ lookup
+    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(position in `keys`, article_id) for every indexed row whose key is in `keys`
+        (sorted, without repeats)."""
+        found_at: list[np.ndarray] = []
+        found_ids: list[np.ndarray] = []
+        if len(keys) == 0:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        for run in self.runs:
+            for start in range(0, run.rows, SLICE_ROWS):
+                run_keys, run_ids = self._slice(run, start, min(run.rows, start + SLICE_ROWS))
+                lo = int(np.searchsorted(keys, run_keys[0], side="left"))
+                hi = int(np.searchsorted(keys, run_keys[-1], side="right"))
+                if lo == hi:
+                    continue
+                wanted = keys[lo:hi]
+                left = np.searchsorted(run_keys, wanted, side="left")
+                inside = left < len(run_keys)
+                hit = np.zeros(len(wanted), bool)
+                hit[inside] = run_keys[left[inside]] == wanted[inside]
+                if not hit.any():
+                    continue
+                which = np.flatnonzero(hit)
+                first = left[which]
+                count = np.searchsorted(run_keys, wanted[which], side="right") - first
+                total = int(count.sum())
+                offsets = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
+                found_at.append(np.repeat(which + lo, count))
+                found_ids.append(np.asarray(run_ids[np.repeat(first, count) + offsets]))
+        if not found_at:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        return np.concatenate(found_at).astype(np.int64), np.concatenate(found_ids)
+
+    # ------------------------------------------------------------------ storage
+    def _paths(self, name: str) -> tuple[Path, Path]:
+        assert self.directory is not None
+        return self.directory / f"{name}.keys", self.directory / f"{name}.ids"
+
+    def _slice(self, run: _Run, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        if run.keys is not None and run.ids is not None:
+            return run.keys[start:end], run.ids[start:end]
+        if end <= start:
+            return np.empty(0, np.uint64), np.empty(0, np.int64)
+        keys_path, ids_path = self._paths(run.name)
+        # a mapping of its own per slice: pages read are let go when the slice is dropped
+        keys = np.memmap(keys_path, np.uint64, "r", offset=start * 8, shape=(end - start,))
+        ids = np.memmap(ids_path, np.int64, "r", offset=start * 8, shape=(end - start,))
+        return keys, ids
+
+    def _write(self, keys: np.ndarray, ids: np.ndarray) -> _Run:
+        out = self._open_output(len(keys))
+        out.write(keys, ids)
+        return out.close()
+
+    def _open_output(self, rows: int) -> _Output:
+        name = f"run-{uuid.uuid4().hex[:16]}"
+        return _Output(name, rows, None if self.directory is None else self._paths(name))
+
+    def _drop(self, run: _Run) -> None:
+        if self.directory is not None:
+            for path in self._paths(run.name):
+                path.unlink(missing_ok=True)
+
+    def _reset(self) -> None:
+        for run in self.runs:
+            self._drop(run)
+        self.runs, self.rows, self.next_rowid, self.tail = [], 0, 0, None
+        self._save()
+
+    def _save(self) -> None:
+        if self.directory is None:
+            return
+        manifest = {
+            "format": FORMAT,
+            "rows": self.rows,
+            "next_rowid": self.next_rowid,
+            "tail": self.tail,
+            "runs": [{"name": run.name, "rows": run.rows} for run in self.runs],
+        }
+        tmp = self.directory / f"{MANIFEST}.tmp"
+        with open(tmp, "w") as handle:
+            json.dump(manifest, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.directory / MANIFEST)
+
+    def _load(self) -> None:
+        assert self.directory is not None
+        path = self.directory / MANIFEST
+        try:
+            manifest = json.loads(path.read_text())
+            if manifest.get("format") != FORMAT:
+                raise ValueError(f"format {manifest.get('format')!r}, expected {FORMAT}")
+            runs = [_Run(str(run["name"]), int(run["rows"])) for run in manifest["runs"]]
+            for run in runs:
+                for file in self._paths(run.name):
+                    if file.stat().st_size != run.rows * 8:
+                        raise ValueError(f"{file.name} does not hold {run.rows} rows")
+            rows = int(manifest["rows"])
+            if rows != sum(run.rows for run in runs):
+                raise ValueError("the runs do not add up to the rows covered")
+            tail = manifest["tail"]
+            self.runs, self.rows = runs, rows
+            self.next_rowid = int(manifest["next_rowid"])
+            self.tail = None if tail is None else [int(value) for value in tail]
+        except FileNotFoundError as exc:
+            if path.exists():
+                log.warning("LSH band index: %s is missing; it will be rebuilt", exc.filename)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("LSH band index %s is unreadable (%s); it will be rebuilt", path, exc)
+        # files of runs not in the manifest: a merge or a write cut short
+        known = {run.name for run in self.runs}
+        for file in self.directory.glob("run-*"):
+            if file.name.split(".")[0] not in known:
+                file.unlink(missing_ok=True)
+
+
+class _Output:
+    """A run being written: appended slice by slice, then synced to disk."""
+
+    def __init__(self, name: str, rows: int, paths: tuple[Path, Path] | None):
+        self.name, self.rows, self.paths = name, rows, paths
+        self.written = 0
+        self.parts: list[tuple[np.ndarray, np.ndarray]] = []
+        self.files = None if paths is None else [open(path, "wb") for path in paths]
+
+    def write(self, keys: np.ndarray, ids: np.ndarray) -> None:
+        self.written += len(keys)
+        if self.files is None:
+            self.parts.append((np.array(keys, np.uint64), np.array(ids, np.int64)))
+        else:
+            np.ascontiguousarray(keys, np.uint64).tofile(self.files[0])
+            np.ascontiguousarray(ids, np.int64).tofile(self.files[1])
+
+    def close(self) -> _Run:
+        if self.written != self.rows:
+            self.abort()
+            raise RuntimeError(
+                f"run {self.name}: {self.written} rows written, {self.rows} expected"
+            )
+        if self.files is None:
+            keys = (
+                np.concatenate([k for k, _ in self.parts]) if self.parts else np.empty(0, np.uint64)
+            )
+            ids = (
+                np.concatenate([i for _, i in self.parts]) if self.parts else np.empty(0, np.int64)
+            )
+            return _Run(self.name, self.rows, keys, ids)
+        for handle in self.files:
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+        return _Run(self.name, self.rows)
+
+    def abort(self) -> None:
+        if self.files is not None and self.paths is not None:
+            for handle, path in zip(self.files, self.paths, strict=True):
+                handle.close()
+                path.unlink(missing_ok=True)
+
+
+def _one(con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None = None) -> int:
+    rows = con.execute(query, params or []).fetchall()
+    return int(rows[0][0]) if rows else 0
+
+
+def _row(con: duckdb.DuckDBPyConnection, rowid: int) -> list[int] | None:
+    rows = con.execute(
+        "SELECT article_id, band, band_hash FROM lsh_bands WHERE rowid = ?", [rowid]
+    ).fetchall()
+    return [int(value) for value in rows[0]] if rows else None

@@ -1,0 +1,215 @@
+"""The LSH band index: what it finds equals a join over every stored band row, it follows
+lsh_bands as rows are appended, and it is rebuilt from the table whenever the two disagree."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from store import band_index
+from store.band_index import BandIndex, band_keys
+from store.db import Store
+
+
+@pytest.fixture
+def small_slices(monkeypatch):
+    """Slices and reads of a few rows, so lookups and merges cross many slice edges."""
+    monkeypatch.setattr(band_index, "SLICE_ROWS", 7)
+    monkeypatch.setattr(band_index, "READ_ROWS", 50)
+
+
+def _bands(rng: np.random.Generator, articles: range, per_article: int, pool: int) -> pa.Table:
+    """Band rows whose hashes come from a small pool, so articles share bands (and equal
+    hashes turn up in different bands, which must not match)."""
+    n = len(articles) * per_article
+    return pa.table(
+        {
+            "article_id": pa.array(np.repeat(np.array(articles), per_article), pa.int64()),
+            "passage_no": pa.array(np.zeros(n), pa.int16()),
+            "band": pa.array(rng.integers(0, 4, n), pa.uint8()),
+            "band_hash": pa.array(rng.integers(0, pool, n).astype(np.uint64), pa.uint64()),
+        }
+    )
+
+
+REFERENCE = """
+    WITH new_bands AS (SELECT * FROM _new),
+    others AS (
+        SELECT article_id, band, band_hash FROM lsh_bands
+        UNION ALL SELECT article_id, band, band_hash FROM new_bands
+    )
+    SELECT n.article_id, o.article_id, count(*) FROM new_bands n
+    JOIN others o ON n.band = o.band AND n.band_hash = o.band_hash
+    WHERE n.article_id <> o.article_id GROUP BY ALL ORDER BY ALL
+"""
+
+
+def _reference(store: Store, new: pa.Table) -> list[tuple[int, int, int]]:
+    """Every pair sharing a band, from a join over the whole table."""
+    store.con.register("_new", new)
+    try:
+        return [tuple(map(int, row)) for row in store.sql(REFERENCE)]
+    finally:
+        store.con.unregister("_new")
+
+
+@pytest.mark.parametrize("on_disk", [True, False])
+def test_lookup_finds_every_row_holding_a_wanted_key(tmp_path, small_slices, on_disk):
+    rng = np.random.default_rng(3)
+    index = BandIndex(tmp_path / "idx" if on_disk else None)
+    all_keys, all_ids = [], []
+    for batch in range(12):  # runs of uneven sizes, merged as they come
+        n = int(rng.integers(1, 40))
+        keys = rng.integers(0, 60, n).astype(np.uint64)  # repeats within and across runs
+        ids = np.arange(n, dtype=np.int64) + 100 * batch
+        order = np.argsort(keys, kind="stable")
+        index._add(keys[order], ids[order], next_rowid=index.rows + n, tail=None)
+        all_keys.append(keys)
+        all_ids.append(ids)
+    keys, ids = np.concatenate(all_keys), np.concatenate(all_ids)
+    assert len(index.runs) < 12  # runs were merged
+    for run in index.runs:
+        stored, _ = index._slice(run, 0, run.rows)
+        assert np.all(stored[:-1] <= stored[1:])
+    wanted = np.unique(rng.integers(0, 80, 30).astype(np.uint64))
+    at, found = index.lookup(wanted)
+    got = sorted(zip(wanted[at].tolist(), found.tolist(), strict=True))
+    expected = sorted(
+        (int(k), int(i)) for k, i in zip(keys, ids, strict=True) if np.isin(k, wanted)
+    )
+    assert got == expected
+    assert index.lookup(np.empty(0, np.uint64))[0].size == 0
+
+
+def test_band_keys_keep_bands_apart():
+    same_hash = band_keys(np.array([0, 1, 0]), np.array([5, 5, 6], np.uint64))
+    assert len(set(same_hash.tolist())) == 3
+    assert band_keys(np.array([2]), np.array([9], np.uint64))[0] == band_keys([2], [9])[0]
+
+
+@pytest.mark.parametrize("path", ["s.duckdb", ":memory:"])
+def test_candidate_pairs_equal_a_join_over_every_stored_row(tmp_path, small_slices, path):
+    rng = np.random.default_rng(7)
+    location = path if path == ":memory:" else tmp_path / path
+    with Store(location) as store:
+        store._insert("lsh_bands", _bands(rng, range(1, 60), 5, 400))
+        next_id = 60
+        for _ in range(6):  # each batch's rows are stored before the next searches
+            new = _bands(rng, range(next_id, next_id + 15), 5, 400)
+            pairs = store.candidate_pairs(new, max_per_article=1000)
+            assert pairs, "the hash pool is small enough for articles to share bands"
+            assert sorted(pairs) == _reference(store, new)
+            store._insert("lsh_bands", new)
+            next_id += 15
+        assert store.band_index.rows < store.sql("SELECT count(*) FROM lsh_bands")[0][0]
+        store.band_index.sync(store.con)
+        assert store.band_index.rows == store.sql("SELECT count(*) FROM lsh_bands")[0][0]
+        assert store.band_index.rebuilds == 0
+
+
+def _filled_store(path: Path, rng: np.random.Generator) -> tuple[Store, pa.Table]:
+    store = Store(path)
+    store._insert("lsh_bands", _bands(rng, range(1, 80), 5, 300))
+    new = _bands(rng, range(500, 510), 5, 300)
+    store.candidate_pairs(new, 1000)  # builds the index
+    return store, new
+
+
+def test_index_is_read_back_from_disk_not_rebuilt(tmp_path, small_slices):
+    rng = np.random.default_rng(11)
+    store, new = _filled_store(tmp_path / "s.duckdb", rng)
+    runs = [(run.name, run.rows) for run in store.band_index.runs]
+    store.close()
+    with Store(tmp_path / "s.duckdb") as again:
+        index = again.band_index
+        assert [(run.name, run.rows) for run in index.runs] == runs
+        assert sorted(again.candidate_pairs(new, 1000)) == _reference(again, new)
+        assert index.rebuilds == 0
+        assert [(run.name, run.rows) for run in index.runs] == runs
+
+
+def _damage_manifest(directory: Path) -> None:
+    (directory / "manifest.json").write_text("{not json")
+
+
+def _delete_a_run(directory: Path) -> None:
+    next(directory.glob("run-*.ids")).unlink()
+
+
+def _truncate_a_run(directory: Path) -> None:
+    path = next(directory.glob("run-*.keys"))
+    path.write_bytes(path.read_bytes()[:-8])
+
+
+@pytest.mark.parametrize("damage", [_damage_manifest, _delete_a_run, _truncate_a_run])
+def test_damaged_index_files_are_rebuilt_from_the_table(tmp_path, small_slices, damage):
+    rng = np.random.default_rng(13)
+    store, new = _filled_store(tmp_path / "s.duckdb", rng)
+    store.close()
+    damage(tmp_path / "s.duckdb.bands")
+    with Store(tmp_path / "s.duckdb") as again:
+        assert sorted(again.candidate_pairs(new, 1000)) == _reference(again, new)
+        assert again.band_index.rows == again.sql("SELECT count(*) FROM lsh_bands")[0][0]
+
+
+def test_index_ahead_of_a_database_copied_back_is_rebuilt(tmp_path, small_slices):
+    """The database is restored from a copy taken before more batches were stored; the index
+    beside it covers rows the table no longer has."""
+    rng = np.random.default_rng(17)
+    store, new = _filled_store(tmp_path / "s.duckdb", rng)
+    store.close()
+    shutil.copy(tmp_path / "s.duckdb", tmp_path / "copy.duckdb")
+    with Store(tmp_path / "s.duckdb") as later:
+        later._insert("lsh_bands", _bands(rng, range(600, 640), 5, 300))
+        later.candidate_pairs(new, 1000)
+    shutil.copy(tmp_path / "copy.duckdb", tmp_path / "s.duckdb")
+    with Store(tmp_path / "s.duckdb") as restored:
+        pairs = restored.candidate_pairs(new, 1000)
+        assert restored.band_index.rebuilds == 1
+        assert sorted(pairs) == _reference(restored, new)
+        assert all(other < 600 for _, other, _ in pairs)
+
+
+def test_index_over_a_table_with_rows_replaced_is_rebuilt(tmp_path, small_slices):
+    """Same row count, other rows: the last covered row no longer matches."""
+    rng = np.random.default_rng(19)
+    store, new = _filled_store(tmp_path / "s.duckdb", rng)
+    with store:
+        store.sql("DELETE FROM lsh_bands WHERE article_id < 5")
+        deleted = 79 * 5 - store.sql("SELECT count(*) FROM lsh_bands")[0][0]
+        store._insert("lsh_bands", _bands(rng, range(700, 700 + deleted // 5), 5, 300))
+        pairs = store.candidate_pairs(new, 1000)
+        assert store.band_index.rebuilds == 1
+        assert sorted(pairs) == _reference(store, new)
+        assert not any(other < 5 for _, other, _ in pairs)
+
+
+def test_a_merge_cut_short_leaves_a_usable_index(tmp_path, small_slices, monkeypatch):
+    rng = np.random.default_rng(23)
+    store, new = _filled_store(tmp_path / "s.duckdb", rng)
+    store._insert("lsh_bands", _bands(rng, range(800, 900), 5, 300))
+    writes = 0
+    real_write = band_index._Output.write
+
+    def failing_write(self, keys, ids):
+        nonlocal writes
+        writes += 1
+        if writes == 3:
+            raise OSError("disk full")
+        real_write(self, keys, ids)
+
+    monkeypatch.setattr(band_index._Output, "write", failing_write)
+    with pytest.raises(OSError, match="disk full"):
+        store.candidate_pairs(new, 1000)
+    monkeypatch.setattr(band_index._Output, "write", real_write)
+    store.close()
+    with Store(tmp_path / "s.duckdb") as again:
+        names = {run.name for run in again.band_index.runs}
+        on_disk = {path.name.split(".")[0] for path in (tmp_path / "s.duckdb.bands").glob("run-*")}
+        assert on_disk == names  # the unfinished run's files are gone
+        assert sorted(again.candidate_pairs(new, 1000)) == _reference(again, new)
+        assert again.band_index.rebuilds == 0
