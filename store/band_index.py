@@ -10,6 +10,11 @@ row ids; the table is only ever appended to), notes how many it covers and the l
 and reads the rows after those. When the table no longer matches (rows deleted, a database
 copied back without its index, index files lost or damaged) the index is rebuilt from it.
 
+Run files are written without waiting for the disk (they are rewritten often, and the table
+they come from is durable): the manifest notes the machine's boot id, and after a restart of the
+machine the runs' checksums are verified once; a run that lost data to a crash gets the index
+rebuilt.
+
 Runs merge like a binary counter: a new run is merged with the one before it while that one is
 not larger, so there are about log2(stored / batch) runs and each row is rewritten about as many
 times. Lookups and merges map a slice of a run at a time, so memory stays bounded whatever the
@@ -40,6 +45,18 @@ READ_ROWS = 1 << 24
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
+def _boot_id() -> str | None:
+    """This boot of the machine (Linux), or None where unknown: run files are then synced to
+    disk as they are written."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+BOOT_ID = _boot_id()
+
+
 def band_keys(band: Any, band_hash: Any) -> np.ndarray:
     """One key per band row: the band hash with the band number mixed in, so that equal
     hashes in different bands do not meet (64-bit keys: a chance collision only adds a
@@ -52,6 +69,7 @@ def band_keys(band: Any, band_hash: Any) -> np.ndarray:
 class _Run:
     name: str  # file stem in the index directory
     rows: int
+    checksum: int  # sum of keys and ids, modulo 2**64
     keys: np.ndarray | None = None  # held here when the index lives in memory
     ids: np.ndarray | None = None
 
@@ -226,6 +244,13 @@ class BandIndex:
         ids = np.memmap(ids_path, np.int64, "r", offset=start * 8, shape=(end - start,))
         return keys, ids
 
+    def _checksum(self, run: _Run) -> int:
+        total = 0
+        for start in range(0, run.rows, SLICE_ROWS):
+            keys, ids = self._slice(run, start, min(run.rows, start + SLICE_ROWS))
+            total = _add_checksum(total, keys, ids)
+        return total
+
     def _write(self, keys: np.ndarray, ids: np.ndarray) -> _Run:
         out = self._open_output(len(keys))
         out.write(keys, ids)
@@ -254,13 +279,13 @@ class BandIndex:
             "rows": self.rows,
             "next_rowid": self.next_rowid,
             "tail": self.tail,
-            "runs": [{"name": run.name, "rows": run.rows} for run in self.runs],
+            "boot_id": BOOT_ID,
+            "runs": [
+                {"name": run.name, "rows": run.rows, "checksum": run.checksum} for run in self.runs
+            ],
         }
         tmp = self.directory / f"{MANIFEST}.tmp"
-        with open(tmp, "w") as handle:
-            json.dump(manifest, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        tmp.write_text(json.dumps(manifest))
         os.replace(tmp, self.directory / MANIFEST)
 
     def _load(self) -> None:
@@ -270,11 +295,19 @@ class BandIndex:
             manifest = json.loads(path.read_text())
             if manifest.get("format") != FORMAT:
                 raise ValueError(f"format {manifest.get('format')!r}, expected {FORMAT}")
-            runs = [_Run(str(run["name"]), int(run["rows"])) for run in manifest["runs"]]
+            runs = [
+                _Run(str(run["name"]), int(run["rows"]), int(run["checksum"]))
+                for run in manifest["runs"]
+            ]
             for run in runs:
                 for file in self._paths(run.name):
                     if file.stat().st_size != run.rows * 8:
                         raise ValueError(f"{file.name} does not hold {run.rows} rows")
+            restarted = manifest.get("boot_id") != BOOT_ID and BOOT_ID is not None
+            if restarted:  # written before the machine restarted: data may be lost
+                for run in runs:
+                    if self._checksum(run) != run.checksum:
+                        raise ValueError(f"run {run.name} does not match its checksum")
             rows = int(manifest["rows"])
             if rows != sum(run.rows for run in runs):
                 raise ValueError("the runs do not add up to the rows covered")
@@ -282,6 +315,8 @@ class BandIndex:
             self.runs, self.rows = runs, rows
             self.next_rowid = int(manifest["next_rowid"])
             self.tail = None if tail is None else [int(value) for value in tail]
+            if restarted:
+                self._save()
         except FileNotFoundError as exc:
             if path.exists():
                 log.warning("LSH band index: %s is missing; it will be rebuilt", exc.filename)
@@ -294,17 +329,25 @@ class BandIndex:
                 file.unlink(missing_ok=True)
 
 
+def _add_checksum(total: int, keys: np.ndarray, ids: np.ndarray) -> int:
+    key_sum = int(np.sum(keys, dtype=np.uint64))
+    id_sum = int(np.sum(np.asarray(ids).view(np.uint64), dtype=np.uint64))
+    return (total + key_sum + id_sum) % 2**64
+
+
 class _Output:
-    """A run being written: appended slice by slice, then synced to disk."""
+    """A run being written, slice by slice."""
 
     def __init__(self, name: str, rows: int, paths: tuple[Path, Path] | None):
         self.name, self.rows, self.paths = name, rows, paths
         self.written = 0
+        self.checksum = 0
         self.parts: list[tuple[np.ndarray, np.ndarray]] = []
         self.files = None if paths is None else [open(path, "wb") for path in paths]
 
     def write(self, keys: np.ndarray, ids: np.ndarray) -> None:
         self.written += len(keys)
+        self.checksum = _add_checksum(self.checksum, keys, ids)
         if self.files is None:
             self.parts.append((np.array(keys, np.uint64), np.array(ids, np.int64)))
         else:
@@ -324,12 +367,13 @@ class _Output:
             ids = (
                 np.concatenate([i for _, i in self.parts]) if self.parts else np.empty(0, np.int64)
             )
-            return _Run(self.name, self.rows, keys, ids)
+            return _Run(self.name, self.rows, self.checksum, keys, ids)
         for handle in self.files:
             handle.flush()
-            os.fsync(handle.fileno())
+            if BOOT_ID is None:
+                os.fsync(handle.fileno())
             handle.close()
-        return _Run(self.name, self.rows)
+        return _Run(self.name, self.rows, self.checksum)
 
     def abort(self) -> None:
         if self.files is not None and self.paths is not None:

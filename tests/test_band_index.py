@@ -213,3 +213,28 @@ def test_a_merge_cut_short_leaves_a_usable_index(tmp_path, small_slices, monkeyp
         assert on_disk == names  # the unfinished run's files are gone
         assert sorted(again.candidate_pairs(new, 1000)) == _reference(again, new)
         assert again.band_index.rebuilds == 0
+
+
+def test_after_a_machine_restart_runs_are_checked_against_their_checksums(
+    tmp_path, small_slices, monkeypatch
+):
+    """Run files are not synced to disk as they are written; after a restart a run that lost
+    data is caught by its checksum and the index is rebuilt, while intact runs are kept."""
+    rng = np.random.default_rng(29)
+    store, new = _filled_store(tmp_path / "s.duckdb", rng)
+    store.close()
+    directory = tmp_path / "s.duckdb.bands"
+    monkeypatch.setattr(band_index, "BOOT_ID", "another-boot")
+    with Store(tmp_path / "s.duckdb") as again:  # intact: kept, noted as checked
+        runs = [run.name for run in again.band_index.runs]
+        assert runs
+        assert sorted(again.candidate_pairs(new, 1000)) == _reference(again, new)
+        assert again.band_index.rebuilds == 0
+    assert '"boot_id": "another-boot"' in (directory / "manifest.json").read_text()
+    monkeypatch.setattr(band_index, "BOOT_ID", "a-third-boot")
+    lost = directory / f"{runs[0]}.keys"
+    lost.write_bytes(bytes(lost.stat().st_size))  # same size, data gone
+    with Store(tmp_path / "s.duckdb") as restarted:
+        assert restarted.band_index.runs == []
+        assert sorted(restarted.candidate_pairs(new, 1000)) == _reference(restarted, new)
+        assert restarted.band_index.rows == restarted.sql("SELECT count(*) FROM lsh_bands")[0][0]
