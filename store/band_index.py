@@ -41,6 +41,22 @@ MANIFEST = "manifest.json"
 # rows of a run mapped at once by a lookup or a merge (128 MiB of keys), and rows read from
 # lsh_bands per step when catching up or rebuilding
 SLICE_ROWS = 1 << 24
+# every FENCE-th key of a run is kept in memory (and in the run's .fence file): 2 KiB blocks
+FENCE = 256
+# levels of runs: level 0 holds up to BASE_ROWS rows, each next level MERGE_RATIO times more
+BASE_ROWS = 1 << 20
+MERGE_RATIO = 4
+# a run with at most this many rows per key looked up is read whole instead
+SCAN_RATIO = 4
+
+
+def _level(rows: int) -> int:
+    level, capacity = 0, BASE_ROWS
+    while rows > capacity:
+        level, capacity = level + 1, capacity * MERGE_RATIO
+    return level
+
+
 READ_ROWS = 1 << 24
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
@@ -70,6 +86,7 @@ class _Run:
     name: str  # file stem in the index directory
     rows: int
     checksum: int  # sum of keys and ids, modulo 2**64
+    fence: np.ndarray  # keys at rows 0, FENCE, 2 * FENCE, ...
     keys: np.ndarray | None = None  # held here when the index lives in memory
     ids: np.ndarray | None = None
 
@@ -148,7 +165,9 @@ class BandIndex:
         self._compact()
 
     def _compact(self) -> None:
-        while len(self.runs) >= 2 and self.runs[-2].rows <= self.runs[-1].rows:
+        """Merge the newest run into the one before it while that one is not on a higher level:
+        one run per level, levels MERGE_RATIO times apart."""
+        while len(self.runs) >= 2 and _level(self.runs[-2].rows) <= _level(self.runs[-1].rows):
             older, newer = self.runs[-2], self.runs[-1]
             self.runs[-2:] = [self._merge(older, newer)]
             self._save()  # the merged run replaces the two before their files go
@@ -198,40 +217,130 @@ class BandIndex:
     # ------------------------------------------------------------------ lookup
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(position in `keys`, article_id) for every indexed row whose key is in `keys`
-        (sorted, without repeats)."""
+        (sorted, without repeats).
+
+        Each run keeps every FENCE-th key in memory; a key is placed between two of those
+        first, then found by binary search inside that one block of FENCE keys (2 KiB), so it
+        touches one page of the run instead of one per step of a search over the whole run."""
         found_at: list[np.ndarray] = []
         found_ids: list[np.ndarray] = []
-        if len(keys) == 0:
-            return np.empty(0, np.int64), np.empty(0, np.int64)
         for run in self.runs:
-            for start in range(0, run.rows, SLICE_ROWS):
-                run_keys, run_ids = self._slice(run, start, min(run.rows, start + SLICE_ROWS))
-                lo = int(np.searchsorted(keys, run_keys[0], side="left"))
-                hi = int(np.searchsorted(keys, run_keys[-1], side="right"))
-                if lo == hi:
-                    continue
-                wanted = keys[lo:hi]
-                left = np.searchsorted(run_keys, wanted, side="left")
-                inside = left < len(run_keys)
-                hit = np.zeros(len(wanted), bool)
-                hit[inside] = run_keys[left[inside]] == wanted[inside]
-                if not hit.any():
-                    continue
-                which = np.flatnonzero(hit)
-                first = left[which]
-                count = np.searchsorted(run_keys, wanted[which], side="right") - first
-                total = int(count.sum())
-                offsets = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
-                found_at.append(np.repeat(which + lo, count))
-                found_ids.append(np.asarray(run_ids[np.repeat(first, count) + offsets]))
+            if run.rows == 0 or len(keys) == 0:
+                continue
+            if run.rows <= SCAN_RATIO * len(keys):
+                self._scan(run, keys, found_at, found_ids)
+                continue
+            fence = run.fence
+            block = np.searchsorted(fence, keys, side="left") - 1  # fence[block] < key
+            inside = np.flatnonzero(block >= 0)
+            # keys not above the run's first key: only equal to it, at row 0
+            head = np.flatnonzero((block < 0) & (keys == fence[0]))
+            if len(head):
+                self._collect(
+                    run, 0, head, np.zeros(len(head), np.int64), keys, found_at, found_ids
+                )
+            if not len(inside):
+                continue
+            slice_of = block[inside] * FENCE // SLICE_ROWS
+            bounds = np.searchsorted(slice_of, np.arange(slice_of[-1] + 2))
+            for number in np.flatnonzero(np.diff(bounds)):
+                chosen = inside[bounds[number] : bounds[number + 1]]
+                start = int(number) * SLICE_ROWS
+                slice_keys, _ = self._slice(run, start, min(run.rows, start + SLICE_ROWS))
+                size = len(slice_keys)
+                wanted = keys[chosen]
+                pos = block[chosen] * FENCE - start  # slice_keys[pos] < wanted
+                step = FENCE // 2
+                while step:
+                    ahead = pos + step
+                    less = (ahead < size) & (slice_keys[np.minimum(ahead, size - 1)] < wanted)
+                    pos = np.where(less, ahead, pos)
+                    step //= 2
+                first = pos + 1  # the first row not below the key
+                # the row after the block is the next fence key, whichever slice holds it
+                after = block[chosen] + 1
+                value = np.where(
+                    first < size,
+                    slice_keys[np.minimum(first, size - 1)],
+                    fence[np.minimum(after, len(fence) - 1)],
+                )
+                hit = (value == wanted) & ((first < size) | (after < len(fence)))
+                if hit.any():
+                    self._collect(run, start, chosen[hit], first[hit], keys, found_at, found_ids)
+                del slice_keys
         if not found_at:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         return np.concatenate(found_at).astype(np.int64), np.concatenate(found_ids)
+
+    def _scan(
+        self,
+        run: _Run,
+        keys: np.ndarray,
+        found_at: list[np.ndarray],
+        found_ids: list[np.ndarray],
+    ) -> None:
+        """A run not much larger than the keys looked up: each of its rows is searched among
+        the keys instead."""
+        for start in range(0, run.rows, SLICE_ROWS):
+            run_keys, run_ids = self._slice(run, start, min(run.rows, start + SLICE_ROWS))
+            at = np.minimum(np.searchsorted(keys, run_keys), len(keys) - 1)
+            hit = keys[at] == run_keys
+            if hit.any():
+                found_at.append(at[hit])
+                found_ids.append(np.asarray(run_ids[hit]))
+
+    def _collect(
+        self,
+        run: _Run,
+        start: int,
+        which: np.ndarray,
+        first: np.ndarray,
+        keys: np.ndarray,
+        found_at: list[np.ndarray],
+        found_ids: list[np.ndarray],
+    ) -> None:
+        """The rows of `run` equal to keys[which], each run of equal rows starting at row
+        start + first: their article ids."""
+        rows = start + first
+        ends = rows + 1
+        todo = np.arange(len(which))
+        while len(todo):  # equal keys: rows of one band shared by several articles
+            at = ends[todo]
+            more = at < run.rows
+            todo, at = todo[more], at[more]
+            if not len(todo):
+                break
+            values = self._values(run, at, ids=False)
+            same = values == keys[which[todo]]
+            ends[todo[same]] += 1
+            todo = todo[same]
+        count = ends - rows
+        total = int(count.sum())
+        offsets = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
+        found_at.append(np.repeat(which, count))
+        found_ids.append(self._values(run, np.repeat(rows, count) + offsets, ids=True))
+
+    def _values(self, run: _Run, rows: np.ndarray, ids: bool) -> np.ndarray:
+        """Keys (or ids) of `run` at sorted row numbers, mapping one slice at a time."""
+        if run.keys is not None and run.ids is not None:
+            return (run.ids if ids else run.keys)[rows]
+        out = np.empty(len(rows), np.int64 if ids else np.uint64)
+        bounds = np.searchsorted(rows, np.arange(0, run.rows + SLICE_ROWS, SLICE_ROWS))
+        for number in np.flatnonzero(np.diff(bounds)):
+            lo, hi = bounds[number], bounds[number + 1]
+            start = int(number) * SLICE_ROWS
+            slice_keys, slice_ids = self._slice(run, start, min(run.rows, start + SLICE_ROWS))
+            out[lo:hi] = (slice_ids if ids else slice_keys)[rows[lo:hi] - start]
+        return out
 
     # ------------------------------------------------------------------ storage
     def _paths(self, name: str) -> tuple[Path, Path]:
         assert self.directory is not None
         return self.directory / f"{name}.keys", self.directory / f"{name}.ids"
+
+    def _fence_path(self, name: str) -> Path:
+        assert self.directory is not None
+        return self.directory / f"{name}.fence"
 
     def _slice(self, run: _Run, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         if run.keys is not None and run.ids is not None:
@@ -244,12 +353,14 @@ class BandIndex:
         ids = np.memmap(ids_path, np.int64, "r", offset=start * 8, shape=(end - start,))
         return keys, ids
 
-    def _checksum(self, run: _Run) -> int:
-        total = 0
+    def _checksum(self, run: _Run) -> tuple[int, np.ndarray]:
+        """The run's checksum and fence, computed from its files."""
+        total, fence = 0, []
         for start in range(0, run.rows, SLICE_ROWS):
             keys, ids = self._slice(run, start, min(run.rows, start + SLICE_ROWS))
             total = _add_checksum(total, keys, ids)
-        return total
+            fence.append(np.array(keys[::FENCE]))
+        return total, np.concatenate(fence) if fence else np.empty(0, np.uint64)
 
     def _write(self, keys: np.ndarray, ids: np.ndarray) -> _Run:
         out = self._open_output(len(keys))
@@ -262,7 +373,7 @@ class BandIndex:
 
     def _drop(self, run: _Run) -> None:
         if self.directory is not None:
-            for path in self._paths(run.name):
+            for path in (*self._paths(run.name), self._fence_path(run.name)):
                 path.unlink(missing_ok=True)
 
     def _reset(self) -> None:
@@ -295,18 +406,21 @@ class BandIndex:
             manifest = json.loads(path.read_text())
             if manifest.get("format") != FORMAT:
                 raise ValueError(f"format {manifest.get('format')!r}, expected {FORMAT}")
-            runs = [
-                _Run(str(run["name"]), int(run["rows"]), int(run["checksum"]))
-                for run in manifest["runs"]
-            ]
-            for run in runs:
-                for file in self._paths(run.name):
-                    if file.stat().st_size != run.rows * 8:
-                        raise ValueError(f"{file.name} does not hold {run.rows} rows")
+            runs = []
+            for entry in manifest["runs"]:
+                name, rows_in_run = str(entry["name"]), int(entry["rows"])
+                for file in self._paths(name):
+                    if file.stat().st_size != rows_in_run * 8:
+                        raise ValueError(f"{file.name} does not hold {rows_in_run} rows")
+                fence = np.fromfile(self._fence_path(name), np.uint64)
+                if len(fence) != -(-rows_in_run // FENCE):
+                    raise ValueError(f"{name}.fence does not match {rows_in_run} rows")
+                runs.append(_Run(name, rows_in_run, int(entry["checksum"]), fence))
             restarted = manifest.get("boot_id") != BOOT_ID and BOOT_ID is not None
             if restarted:  # written before the machine restarted: data may be lost
                 for run in runs:
-                    if self._checksum(run) != run.checksum:
+                    checksum, fence = self._checksum(run)
+                    if checksum != run.checksum or not np.array_equal(fence, run.fence):
                         raise ValueError(f"run {run.name} does not match its checksum")
             rows = int(manifest["rows"])
             if rows != sum(run.rows for run in runs):
@@ -342,10 +456,12 @@ class _Output:
         self.name, self.rows, self.paths = name, rows, paths
         self.written = 0
         self.checksum = 0
+        self.fence: list[np.ndarray] = []
         self.parts: list[tuple[np.ndarray, np.ndarray]] = []
         self.files = None if paths is None else [open(path, "wb") for path in paths]
 
     def write(self, keys: np.ndarray, ids: np.ndarray) -> None:
+        self.fence.append(np.array(keys[(-self.written) % FENCE :: FENCE], np.uint64))
         self.written += len(keys)
         self.checksum = _add_checksum(self.checksum, keys, ids)
         if self.files is None:
@@ -360,6 +476,7 @@ class _Output:
             raise RuntimeError(
                 f"run {self.name}: {self.written} rows written, {self.rows} expected"
             )
+        fence = np.concatenate(self.fence) if self.fence else np.empty(0, np.uint64)
         if self.files is None:
             keys = (
                 np.concatenate([k for k, _ in self.parts]) if self.parts else np.empty(0, np.uint64)
@@ -367,19 +484,26 @@ class _Output:
             ids = (
                 np.concatenate([i for _, i in self.parts]) if self.parts else np.empty(0, np.int64)
             )
-            return _Run(self.name, self.rows, self.checksum, keys, ids)
+            return _Run(self.name, self.rows, self.checksum, fence, keys, ids)
+        assert self.paths is not None
+        fence.tofile(_fence_file(self.paths))
         for handle in self.files:
             handle.flush()
             if BOOT_ID is None:
                 os.fsync(handle.fileno())
             handle.close()
-        return _Run(self.name, self.rows, self.checksum)
+        return _Run(self.name, self.rows, self.checksum, fence)
 
     def abort(self) -> None:
         if self.files is not None and self.paths is not None:
             for handle, path in zip(self.files, self.paths, strict=True):
                 handle.close()
                 path.unlink(missing_ok=True)
+            _fence_file(self.paths).unlink(missing_ok=True)
+
+
+def _fence_file(paths: tuple[Path, Path]) -> Path:
+    return paths[0].with_suffix(".fence")
 
 
 def _one(con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None = None) -> int:

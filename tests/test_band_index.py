@@ -17,8 +17,11 @@ from store.db import Store
 
 @pytest.fixture
 def small_slices(monkeypatch):
-    """Slices and reads of a few rows, so lookups and merges cross many slice edges."""
-    monkeypatch.setattr(band_index, "SLICE_ROWS", 7)
+    """Blocks, slices and reads of a few rows, so lookups and merges cross many of their
+    edges."""
+    monkeypatch.setattr(band_index, "FENCE", 4)
+    monkeypatch.setattr(band_index, "SLICE_ROWS", 12)
+    monkeypatch.setattr(band_index, "BASE_ROWS", 40)
     monkeypatch.setattr(band_index, "READ_ROWS", 50)
 
 
@@ -58,24 +61,40 @@ def _reference(store: Store, new: pa.Table) -> list[tuple[int, int, int]]:
 
 
 @pytest.mark.parametrize("on_disk", [True, False])
-def test_lookup_finds_every_row_holding_a_wanted_key(tmp_path, small_slices, on_disk):
+@pytest.mark.parametrize("fence,slice_rows", [(4, 12), (1, 3), (8, 8), (256, 1 << 24)])
+@pytest.mark.parametrize("scan_ratio", [0, 4, 10**6])  # runs searched by block, mixed, read whole
+def test_lookup_finds_every_row_holding_a_wanted_key(
+    tmp_path, monkeypatch, on_disk, fence, slice_rows, scan_ratio
+):
+    monkeypatch.setattr(band_index, "FENCE", fence)
+    monkeypatch.setattr(band_index, "SLICE_ROWS", slice_rows)
+    monkeypatch.setattr(band_index, "SCAN_RATIO", scan_ratio)
+    monkeypatch.setattr(band_index, "BASE_ROWS", 16)
     rng = np.random.default_rng(3)
     index = BandIndex(tmp_path / "idx" if on_disk else None)
     all_keys, all_ids = [], []
     for batch in range(12):  # runs of uneven sizes, merged as they come
         n = int(rng.integers(1, 40))
         keys = rng.integers(0, 60, n).astype(np.uint64)  # repeats within and across runs
+        keys[: n // 3] = 7  # one key held by many rows, across block and slice edges
         ids = np.arange(n, dtype=np.int64) + 100 * batch
         order = np.argsort(keys, kind="stable")
         index._add(keys[order], ids[order], next_rowid=index.rows + n, tail=None)
         all_keys.append(keys)
         all_ids.append(ids)
     keys, ids = np.concatenate(all_keys), np.concatenate(all_ids)
-    assert len(index.runs) < 12  # runs were merged
+    assert 1 < len(index.runs) < 12  # runs were merged, one per level
+    levels = [band_index._level(run.rows) for run in index.runs]
+    assert levels == sorted(set(levels), reverse=True)
     for run in index.runs:
         stored, _ = index._slice(run, 0, run.rows)
         assert np.all(stored[:-1] <= stored[1:])
-    wanted = np.unique(rng.integers(0, 80, 30).astype(np.uint64))
+    # below, inside and above the stored keys
+    wanted = np.unique(
+        np.append(
+            rng.integers(0, 80, 30, dtype=np.uint64), np.array([0, 7, 59, 60, 2**64 - 1], np.uint64)
+        )
+    )
     at, found = index.lookup(wanted)
     got = sorted(zip(wanted[at].tolist(), found.tolist(), strict=True))
     expected = sorted(
