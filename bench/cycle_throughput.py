@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -263,9 +264,7 @@ def main() -> None:
         )
         print(f"cycle / bare-extraction limit: {rate / bare_rate:.2f}")
     finally:
-        for path in workdir.iterdir():
-            path.unlink()
-        workdir.rmdir()
+        shutil.rmtree(workdir)  # the database and its band index folder
 
 
 if __name__ == "__main__":

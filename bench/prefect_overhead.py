@@ -91,6 +91,7 @@ def main() -> None:
                 times[kind].append(time.perf_counter() - started)
                 summaries[kind] = summary
                 db.unlink()
+                shutil.rmtree(f"{db}.bands", ignore_errors=True)
             sim.stop()
         plain = sum(times["plain"]) / 2
         prefect = sum(times["prefect"]) / 2
