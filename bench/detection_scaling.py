@@ -15,10 +15,12 @@ The stored part is real where it matters and synthetic where it only has to be t
   takes in the generated band rows, as it would have batch by batch; the time is printed.
 The new articles are the next 1,000 of the corpus. Each size is measured in a fresh process
 (open the store, store the new articles, `flows.stages.detect` with a `StageClock`); peak
-memory is that process's peak resident set. The store file is read once beforehand, so it sits
-in the OS page cache as it does when cycles run every few minutes (at 1M stored, a first read
-from this machine's disk takes half a minute more). Data lives in /tmp and is deleted
-afterwards (unless --keep).
+memory is that process's peak resident set. The band index's key files are read just before,
+so they sit in the OS page cache as they do when cycles run every few minutes (every batch's
+lookups touch a large share of their pages). The database file is flushed to disk but not read
+through: detection reads only small parts of it (lsh_bands, most of the file, is only appended
+to), and this machine keeps only about 8 GB of page cache, so reading the 10 GB file through
+would push the index out. Data lives in /tmp and is deleted afterwards (unless --keep).
 
 Prints figures only; never asserts on time.
 """
@@ -185,16 +187,20 @@ def _drop_from_page_cache(path: Path) -> None:
         os.close(fd)
 
 
-def _read_through(path: Path) -> None:
-    """Flush the file to disk (a fresh copy's dirty pages would make the first commit wait
-    for gigabytes of writeback), then read it once, so it sits in the OS page cache as it does
-    for a store that a cycle reads every few minutes (a first read from this machine's disk is
-    disk-bound)."""
+def _flush(path: Path) -> None:
+    """Flush the file to disk: a fresh copy's dirty pages would make the first commit wait for
+    gigabytes of writeback."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _read_through(path: Path) -> None:
+    """Flush the file, then read it once, so it sits in the OS page cache as it does for files
+    a cycle reads every few minutes (a first read from this machine's disk is disk-bound)."""
+    _flush(path)
     with open(path, "rb") as data:
         while data.read(1 << 24):
             pass
@@ -215,7 +221,7 @@ def measure(path: Path, new: int) -> dict[str, object]:
     index = store.band_index
     runs_before = [run.rows for run in index.runs]
     # again, just before: this machine reclaims cold page cache within seconds
-    for file in [path, *sorted(_index_dir(path).glob("run-*.keys"))]:
+    for file in sorted(_index_dir(path).glob("run-*.keys")):
         _read_through(file)
     clock = StageClock()
     started = time.perf_counter()
@@ -279,8 +285,9 @@ def main() -> None:
                 filled, indexed = add_filler(db, size - REAL, passages)
                 if args.keep:
                     _copy_store(db, kept)
-            # steady state: the store in the OS page cache (see docstring)
-            for file in [db, *sorted(_index_dir(db).glob("run-*.keys"))]:
+            # steady state: the index keys in the OS page cache (see docstring)
+            _flush(db)
+            for file in sorted(_index_dir(db).glob("run-*.keys")):
                 _read_through(file)
             out = subprocess.run(
                 [sys.executable, __file__, "--measure", str(db), "--new", str(args.new)],
