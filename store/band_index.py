@@ -15,10 +15,11 @@ they come from is durable): the manifest notes the machine's boot id, and after 
 machine the runs' checksums are verified once; a run that lost data to a crash gets the index
 rebuilt.
 
-Runs merge like a binary counter: a new run is merged with the one before it while that one is
-not larger, so there are about log2(stored / batch) runs and each row is rewritten about as many
-times. Lookups and merges map a slice of a run at a time, so memory stays bounded whatever the
-store's size.
+Runs are levelled: a new run is merged into the one before it while that one is on the same
+level or a lower one (level 0 up to BASE_ROWS rows, each level MERGE_RATIO times more), so there
+is about one run per level, log4(stored / BASE_ROWS) of them, and each row is rewritten about
+twice per level. Lookups and merges map a slice of a run at a time, so memory stays bounded
+whatever the store's size.
 """
 
 from __future__ import annotations
