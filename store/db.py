@@ -427,7 +427,8 @@ class Store:
     @property
     def band_index(self) -> BandIndex:
         """The LSH band index beside the database file (`<file>.bands/`; in memory for an
-        in-memory store), brought up to date with lsh_bands by `candidate_pairs`."""
+        in-memory store), brought up to date with lsh_bands after each `write_detection` and
+        before each `candidate_pairs`."""
         if self._band_index is None:
             directory = None if self.path == ":memory:" else Path(self.path + ".bands")
             self._band_index = BandIndex(directory)
