@@ -3,7 +3,9 @@ temporary folder; warnings are errors (pyproject) except where a dependency is n
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 _PREFECT_HOME = tempfile.mkdtemp(prefix="narratrace-prefect-")
@@ -26,6 +28,8 @@ from flows.prefect_env import exit_quietly_after_cleanup, set_exit_code  # noqa:
 # nanobind print pages of leak warnings; end the process right after the exit handlers instead,
 # keeping pytest's exit status.
 exit_quietly_after_cleanup()
+# runs after Prefect stops its temporary server (registered later), before the quiet exit above
+atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)
 
 
 def pytest_sessionfinish(session, exitstatus):  # noqa: ANN001
