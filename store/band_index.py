@@ -1,19 +1,27 @@
 """The LSH band index: every row of `lsh_bands` as one 64-bit key (band hash and band number
 mixed) with its article, kept sorted in a few runs beside the database file.
 
-Candidate search looks a batch's keys up by binary search in each run, touching about one page
-per key, where a join with `lsh_bands` reads every stored row: 565 rows per article, over half
-a billion at 1M articles (docs/performance.md). `lsh_bands` stays the record, written in the
-same transaction as the rest of a detection pass; the index is derived from it and `sync`
-brings it up to date before each search. It covers the table's rows in insertion order (DuckDB
-row ids; the table is only ever appended to), notes how many it covers and the last of them,
-and reads the rows after those. When the table no longer matches (rows deleted, a database
-copied back without its index, index files lost or damaged) the index is rebuilt from it.
+Candidate search looks a batch's keys up in each run, where a join with `lsh_bands` reads every
+stored row: 565 rows per article, over half a billion at 1M articles (docs/performance.md).
+`lsh_bands` stays the record, written in the same transaction as the rest of a detection pass;
+the index is derived from it and `sync` brings it up to date before each search. It covers the
+table's rows in insertion order (DuckDB row ids; the table is only ever appended to), notes how
+many it covers and the last of them, and reads the rows after those. When the table no longer
+matches (rows deleted, a database copied back without its index, index files lost or damaged)
+the index is rebuilt from it.
+
+A run is four files: its sorted keys, their article ids, and what lookups read. Keys are spread
+evenly over the 64-bit range (a bijective mix), so a run of n rows is split by the keys' top
+bits into about n / BUCKET_ROWS buckets of 8 to 16 rows; `.dir` holds where each bucket starts
+and `.fp` each row's next 16 bits (its fingerprint, 2 bytes). A lookup reads one bucket start
+and WINDOW fingerprints (64 bytes) per key and run, and reads full keys only where a
+fingerprint matches: about one key in 2,000, plus the true hits. At 1M articles that is 1.2 GB
+of fingerprints and bucket starts to keep in the page cache, against 4.5 GB of keys.
 
 Run files are written without waiting for the disk (they are rewritten often, and the table
 they come from is durable): the manifest notes the machine's boot id, and after a restart of the
-machine the runs' checksums are verified once; a run that lost data to a crash gets the index
-rebuilt.
+machine the runs' checksums are verified once and their fingerprints written again; a run that
+lost data to a crash gets the index rebuilt.
 
 Runs are levelled: a new run is merged into the one before it while that one is on the same
 level or a lower one (level 0 up to BASE_ROWS rows, each level MERGE_RATIO times more), so there
@@ -37,18 +45,24 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2
 MANIFEST = "manifest.json"
 # rows of a run mapped at once by a lookup or a merge (128 MiB of keys), and rows read from
 # lsh_bands per step when catching up or rebuilding
 SLICE_ROWS = 1 << 24
-# every FENCE-th key of a run is kept in memory (and in the run's .fence file): 2 KiB blocks
-FENCE = 256
+READ_ROWS = 1 << 24
 # levels of runs: level 0 holds up to BASE_ROWS rows, each next level MERGE_RATIO times more
 BASE_ROWS = 1 << 20
 MERGE_RATIO = 4
-# a run with at most this many rows per key looked up is read whole instead
-SCAN_RATIO = 4
+# a run of n rows has 2**b buckets, the largest power of two not above n / BUCKET_ROWS (so 8 to
+# 16 rows per bucket on average); a lookup matches a key against WINDOW fingerprints from its
+# bucket's start at once, and searches the keys of a bucket larger than that
+BUCKET_ROWS = 8
+WINDOW = 32
+SUFFIXES = (".keys", ".ids", ".fp", ".dir")
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+_FMIX = (np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53))
 
 
 def _level(rows: int) -> int:
@@ -58,8 +72,36 @@ def _level(rows: int) -> int:
     return level
 
 
-READ_ROWS = 1 << 24
-_MIX = np.uint64(0x9E3779B97F4A7C15)
+def _bucket_bits(rows: int) -> int:
+    return min(48, max(0, (rows // BUCKET_ROWS).bit_length() - 1))
+
+
+def _dir_dtype(rows: int) -> np.dtype:
+    return np.dtype(np.uint32 if rows < 2**32 else np.uint64)
+
+
+def _buckets(keys: np.ndarray, bits: int) -> np.ndarray:
+    if bits == 0:
+        return np.zeros(len(keys), np.int64)
+    return (keys >> np.uint64(64 - bits)).astype(np.int64)
+
+
+def _fingerprints(keys: np.ndarray, bits: int) -> np.ndarray:
+    return ((keys << np.uint64(bits)) >> np.uint64(48)).astype(np.uint16)
+
+
+def _window_read() -> int:
+    """Fingerprints read per key: the window rounded up to a multiple of 8 (the files are
+    padded with as many)."""
+    return -(-WINDOW // 8) * 8
+
+
+def _strided(buffer: np.ndarray, count: int, width: int, step: int) -> np.ndarray:
+    """`count` overlapping records of `width` bytes, `step` bytes apart, over `buffer`:
+    indexing it with row numbers copies each record whole."""
+    return np.ndarray(
+        shape=(count,), dtype=np.dtype((np.void, width)), buffer=buffer, strides=(step,)
+    )
 
 
 def _boot_id() -> str | None:
@@ -76,10 +118,18 @@ BOOT_ID = _boot_id()
 
 def band_keys(band: Any, band_hash: Any) -> np.ndarray:
     """One key per band row: the band hash with the band number mixed in, so that equal
-    hashes in different bands do not meet (64-bit keys: a chance collision only adds a
-    candidate, which verification then rejects)."""
+    hashes in different bands do not meet, then scrambled by a bijection (murmur3's
+    finaliser), so that keys spread evenly over the 64-bit range whatever the hashes look
+    like (64-bit keys: a chance collision only adds a candidate, which verification then
+    rejects)."""
     mixed = (np.asarray(band, dtype=np.uint64) + np.uint64(1)) * _MIX
-    return np.asarray(band_hash, dtype=np.uint64) ^ mixed
+    key = np.asarray(band_hash, dtype=np.uint64) ^ mixed
+    key ^= key >> np.uint64(33)
+    key *= _FMIX[0]
+    key ^= key >> np.uint64(33)
+    key *= _FMIX[1]
+    key ^= key >> np.uint64(33)
+    return key
 
 
 @dataclass
@@ -87,9 +137,15 @@ class _Run:
     name: str  # file stem in the index directory
     rows: int
     checksum: int  # sum of keys and ids, modulo 2**64
-    fence: np.ndarray  # keys at rows 0, FENCE, 2 * FENCE, ...
-    keys: np.ndarray | None = None  # held here when the index lives in memory
+    # held here when the index lives in memory
+    keys: np.ndarray | None = None
     ids: np.ndarray | None = None
+    fp: np.ndarray | None = None  # fingerprints, then a window's read of zeros
+    dir: np.ndarray | None = None  # bucket starts, then the row count
+
+    @property
+    def bits(self) -> int:
+        return _bucket_bits(self.rows)
 
 
 class BandIndex:
@@ -218,164 +274,165 @@ class BandIndex:
     # ------------------------------------------------------------------ lookup
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(position in `keys`, article_id) for every indexed row whose key is in `keys`
-        (sorted, without repeats).
-
-        Each run keeps every FENCE-th key in memory; a key is placed between two of those
-        first, then found by binary search inside that one block of FENCE keys (2 KiB), so it
-        touches one page of the run instead of one per step of a search over the whole run."""
+        (sorted, without repeats)."""
         found_at: list[np.ndarray] = []
         found_ids: list[np.ndarray] = []
         self._prefetch()
         for run in self.runs:
             if run.rows == 0 or len(keys) == 0:
                 continue
-            if run.rows <= SCAN_RATIO * len(keys):
-                self._scan(run, keys, found_at, found_ids)
-                continue
-            fence = run.fence
-            block = np.searchsorted(fence, keys, side="left") - 1  # fence[block] < key
-            inside = np.flatnonzero(block >= 0)
-            # keys not above the run's first key: only equal to it, at row 0
-            head = np.flatnonzero((block < 0) & (keys == fence[0]))
-            if len(head):
-                self._collect(
-                    run, 0, head, np.zeros(len(head), np.int64), keys, found_at, found_ids
-                )
-            if not len(inside):
-                continue
-            slice_of = block[inside] * FENCE // SLICE_ROWS
-            bounds = np.searchsorted(slice_of, np.arange(slice_of[-1] + 2))
-            for number in np.flatnonzero(np.diff(bounds)):
-                chosen = inside[bounds[number] : bounds[number + 1]]
-                start = int(number) * SLICE_ROWS
-                slice_keys, _ = self._slice(run, start, min(run.rows, start + SLICE_ROWS))
-                size = len(slice_keys)
-                wanted = keys[chosen]
-                pos = block[chosen] * FENCE - start  # slice_keys[pos] < wanted
-                step = FENCE // 2
-                while step:
-                    ahead = pos + step
-                    less = (ahead < size) & (slice_keys[np.minimum(ahead, size - 1)] < wanted)
-                    pos = np.where(less, ahead, pos)
-                    step //= 2
-                first = pos + 1  # the first row not below the key
-                # the row after the block is the next fence key, whichever slice holds it
-                after = block[chosen] + 1
-                value = np.where(
-                    first < size,
-                    slice_keys[np.minimum(first, size - 1)],
-                    fence[np.minimum(after, len(fence) - 1)],
-                )
-                hit = (value == wanted) & ((first < size) | (after < len(fence)))
-                if hit.any():
-                    self._collect(run, start, chosen[hit], first[hit], keys, found_at, found_ids)
-                del slice_keys
+            at, rows = self._find(run, keys)
+            if len(at):
+                found_at.append(at)
+                found_ids.append(self._values(run, rows, ids=True))
         if not found_at:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         return np.concatenate(found_at).astype(np.int64), np.concatenate(found_ids)
 
+    def _find(self, run: _Run, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(position in `keys`, row of `run`) for every row of `run` holding one of `keys`.
+
+        Each key's bucket start gives a window of WINDOW fingerprints, compared at once; rows
+        whose fingerprint matches are checked against their full key. The bucket range is
+        taken a part at a time (about SLICE_ROWS rows), so that what is mapped stays bounded."""
+        bits = run.bits
+        buckets = _buckets(keys, bits)
+        prints = _fingerprints(keys, bits)
+        part_bits = min(bits, max(0, (SLICE_ROWS // (2 * BUCKET_ROWS)).bit_length() - 1))
+        part_of = buckets >> part_bits
+        bounds = np.searchsorted(part_of, np.arange(part_of[-1] + 2))
+        at: list[np.ndarray] = []
+        rows: list[np.ndarray] = []
+        over_at: list[np.ndarray] = []
+        over_rows: list[np.ndarray] = []
+        width = _window_read()
+        for part in np.flatnonzero(np.diff(bounds)):
+            chosen = slice(int(bounds[part]), int(bounds[part + 1]))
+            first_bucket = int(part) << part_bits
+            starts = self._dir(run, first_bucket, first_bucket + (1 << part_bits) + 1)
+            base, end = int(starts[0]), int(starts[-1])
+            # each key's bucket start and size: one read of two neighbouring starts
+            pairs = _strided(starts, len(starts) - 1, 2 * starts.itemsize, starts.itemsize)
+            bucket = pairs[buckets[chosen] - first_bucket].view(starts.dtype).reshape(-1, 2)
+            lo = bucket[:, 0].astype(np.int64) - base
+            size = bucket[:, 1].astype(np.int64) - base - lo
+            # the fingerprints from each key's bucket start, `width` of them
+            fp = self._fp(run, base, end + width)
+            windows = _strided(fp, end - base + 1, 2 * width, 2)[lo]
+            equal = windows.view(np.uint16).reshape(-1, width) == prints[chosen, None]
+            # the few keys with a fingerprint among their window's (by chance, 1 in 2,000):
+            # found 8 flags at a time, then matched one by one
+            maybe = np.unique(np.flatnonzero(equal.view(np.uint64)) // (width // 8))
+            key_at, offset = np.nonzero(equal[maybe])
+            key_at = maybe[key_at]
+            inside = offset < np.minimum(size[key_at], WINDOW)
+            key_at, offset = key_at[inside], offset[inside]
+            at.append(key_at + chosen.start)
+            rows.append(base + lo[key_at] + offset)
+            big = np.flatnonzero(size > WINDOW)
+            over_at.append(big + chosen.start)
+            over_rows.append(np.stack([base + lo[big], base + lo[big] + size[big]], axis=1))
+        found_at, found_rows = np.concatenate(at), np.concatenate(rows)
+        same = self._values(run, found_rows, ids=False) == keys[found_at]
+        found_at, found_rows = found_at[same], found_rows[same]
+        # buckets larger than the window (many rows of one key, or chance): search their keys
+        big_at, big_rows = np.concatenate(over_at), np.concatenate(over_rows)
+        if len(big_at):
+            extra_at, extra_rows = [found_at], [found_rows]
+            for position, (start, stop) in zip(big_at.tolist(), big_rows.tolist(), strict=True):
+                bucket_keys, _ = self._slice(run, start, stop)
+                # the window's rows were matched above; the rest of the bucket here
+                first = max(
+                    start + WINDOW, start + int(np.searchsorted(bucket_keys, keys[position]))
+                )
+                last = start + int(np.searchsorted(bucket_keys, keys[position], side="right"))
+                if last > first:
+                    extra_at.append(np.full(last - first, position, np.int64))
+                    extra_rows.append(np.arange(first, last, dtype=np.int64))
+            found_at, found_rows = np.concatenate(extra_at), np.concatenate(extra_rows)
+        return found_at, found_rows
+
     def _prefetch(self) -> None:
-        """Ask the OS to read the runs' keys into its page cache ahead of the search: a page
-        that was dropped from the cache is then read in large sequential requests, not one
-        small random read on the fault. Pages already cached cost nothing."""
+        """Ask the OS to read what lookups read (bucket starts and fingerprints) into its
+        page cache ahead of the search: a page that was dropped from the cache is then read in
+        large sequential requests, not one small random read on the fault. Pages already
+        cached cost nothing."""
         if self.directory is None or not hasattr(os, "posix_fadvise"):
             return
         for run in self.runs:
-            fd = os.open(self._paths(run.name)[0], os.O_RDONLY)
-            try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-            finally:
-                os.close(fd)
-
-    def _scan(
-        self,
-        run: _Run,
-        keys: np.ndarray,
-        found_at: list[np.ndarray],
-        found_ids: list[np.ndarray],
-    ) -> None:
-        """A run not much larger than the keys looked up: each of its rows is searched among
-        the keys instead."""
-        for start in range(0, run.rows, SLICE_ROWS):
-            run_keys, run_ids = self._slice(run, start, min(run.rows, start + SLICE_ROWS))
-            at = np.minimum(np.searchsorted(keys, run_keys), len(keys) - 1)
-            hit = keys[at] == run_keys
-            if hit.any():
-                found_at.append(at[hit])
-                found_ids.append(np.asarray(run_ids[hit]))
-
-    def _collect(
-        self,
-        run: _Run,
-        start: int,
-        which: np.ndarray,
-        first: np.ndarray,
-        keys: np.ndarray,
-        found_at: list[np.ndarray],
-        found_ids: list[np.ndarray],
-    ) -> None:
-        """The rows of `run` equal to keys[which], each run of equal rows starting at row
-        start + first: their article ids."""
-        rows = start + first
-        ends = rows + 1
-        todo = np.arange(len(which))
-        while len(todo):  # equal keys: rows of one band shared by several articles
-            at = ends[todo]
-            more = at < run.rows
-            todo, at = todo[more], at[more]
-            if not len(todo):
-                break
-            values = self._values(run, at, ids=False)
-            same = values == keys[which[todo]]
-            ends[todo[same]] += 1
-            todo = todo[same]
-        count = ends - rows
-        total = int(count.sum())
-        offsets = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
-        found_at.append(np.repeat(which, count))
-        found_ids.append(self._values(run, np.repeat(rows, count) + offsets, ids=True))
+            for path in self._paths(run.name)[2:]:
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+                finally:
+                    os.close(fd)
 
     def _values(self, run: _Run, rows: np.ndarray, ids: bool) -> np.ndarray:
-        """Keys (or ids) of `run` at sorted row numbers, mapping one slice at a time."""
+        """Keys (or ids) of `run` at the given rows, mapping one slice at a time."""
         if run.keys is not None and run.ids is not None:
             return (run.ids if ids else run.keys)[rows]
+        order = np.argsort(rows, kind="stable")
+        by_row = rows[order]
         out = np.empty(len(rows), np.int64 if ids else np.uint64)
-        bounds = np.searchsorted(rows, np.arange(0, run.rows + SLICE_ROWS, SLICE_ROWS))
+        bounds = np.searchsorted(by_row, np.arange(0, run.rows + SLICE_ROWS, SLICE_ROWS))
         for number in np.flatnonzero(np.diff(bounds)):
             lo, hi = bounds[number], bounds[number + 1]
             start = int(number) * SLICE_ROWS
             slice_keys, slice_ids = self._slice(run, start, min(run.rows, start + SLICE_ROWS))
-            out[lo:hi] = (slice_ids if ids else slice_keys)[rows[lo:hi] - start]
+            out[order[lo:hi]] = (slice_ids if ids else slice_keys)[by_row[lo:hi] - start]
         return out
 
     # ------------------------------------------------------------------ storage
-    def _paths(self, name: str) -> tuple[Path, Path]:
+    def _paths(self, name: str) -> tuple[Path, ...]:
+        """The run's keys, ids, fingerprints and bucket starts."""
         assert self.directory is not None
-        return self.directory / f"{name}.keys", self.directory / f"{name}.ids"
-
-    def _fence_path(self, name: str) -> Path:
-        assert self.directory is not None
-        return self.directory / f"{name}.fence"
+        return tuple(self.directory / f"{name}{suffix}" for suffix in SUFFIXES)
 
     def _slice(self, run: _Run, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         if run.keys is not None and run.ids is not None:
             return run.keys[start:end], run.ids[start:end]
         if end <= start:
             return np.empty(0, np.uint64), np.empty(0, np.int64)
-        keys_path, ids_path = self._paths(run.name)
+        keys_path, ids_path = self._paths(run.name)[:2]
         # a mapping of its own per slice: pages read are let go when the slice is dropped
         keys = np.memmap(keys_path, np.uint64, "r", offset=start * 8, shape=(end - start,))
         ids = np.memmap(ids_path, np.int64, "r", offset=start * 8, shape=(end - start,))
         return keys, ids
 
-    def _checksum(self, run: _Run) -> tuple[int, np.ndarray]:
-        """The run's checksum and fence, computed from its files."""
-        total, fence = 0, []
-        for start in range(0, run.rows, SLICE_ROWS):
-            keys, ids = self._slice(run, start, min(run.rows, start + SLICE_ROWS))
-            total = _add_checksum(total, keys, ids)
-            fence.append(np.array(keys[::FENCE]))
-        return total, np.concatenate(fence) if fence else np.empty(0, np.uint64)
+    def _fp(self, run: _Run, start: int, end: int) -> np.ndarray:
+        if run.fp is not None:
+            return run.fp[start:end]
+        path = self._paths(run.name)[2]
+        return np.memmap(path, np.uint16, "r", offset=start * 2, shape=(end - start,))
+
+    def _dir(self, run: _Run, start: int, end: int) -> np.ndarray:
+        if run.dir is not None:
+            return run.dir[start:end]
+        dtype = _dir_dtype(run.rows)
+        path = self._paths(run.name)[3]
+        return np.memmap(path, dtype, "r", offset=start * dtype.itemsize, shape=(end - start,))
+
+    def _verify(self, run: _Run) -> None:
+        """Check the run's keys and ids against its checksum, and write its fingerprints and
+        bucket starts again from the keys (after a machine restart)."""
+        assert self.directory is not None
+        paths = self._paths(run.name)
+        temporary = tuple(path.with_name(path.name + ".tmp") for path in paths[2:])
+        prints = _Prints(run.rows, temporary)
+        try:
+            total = 0
+            for start in range(0, run.rows, SLICE_ROWS):
+                keys, ids = self._slice(run, start, min(run.rows, start + SLICE_ROWS))
+                total = _add_checksum(total, keys, ids)
+                prints.write(keys)
+            if total != run.checksum:
+                raise ValueError(f"run {run.name} does not match its checksum")
+            prints.close()
+        except BaseException:
+            prints.abort()
+            raise
+        for made, path in zip(temporary, paths[2:], strict=True):
+            os.replace(made, path)
 
     def _write(self, keys: np.ndarray, ids: np.ndarray) -> _Run:
         out = self._open_output(len(keys))
@@ -388,7 +445,7 @@ class BandIndex:
 
     def _drop(self, run: _Run) -> None:
         if self.directory is not None:
-            for path in (*self._paths(run.name), self._fence_path(run.name)):
+            for path in self._paths(run.name):
                 path.unlink(missing_ok=True)
 
     def _reset(self) -> None:
@@ -402,6 +459,8 @@ class BandIndex:
             return
         manifest = {
             "format": FORMAT,
+            "bucket_rows": BUCKET_ROWS,
+            "window": WINDOW,
             "rows": self.rows,
             "next_rowid": self.next_rowid,
             "tail": self.tail,
@@ -419,24 +478,29 @@ class BandIndex:
         path = self.directory / MANIFEST
         try:
             manifest = json.loads(path.read_text())
-            if manifest.get("format") != FORMAT:
-                raise ValueError(f"format {manifest.get('format')!r}, expected {FORMAT}")
+            layout = [manifest.get(name) for name in ("format", "bucket_rows", "window")]
+            if layout != [FORMAT, BUCKET_ROWS, WINDOW]:
+                raise ValueError(
+                    f"layout {layout!r} (format, bucket rows, window), "
+                    f"expected {[FORMAT, BUCKET_ROWS, WINDOW]!r}"
+                )
             runs = []
             for entry in manifest["runs"]:
-                name, rows_in_run = str(entry["name"]), int(entry["rows"])
-                for file in self._paths(name):
-                    if file.stat().st_size != rows_in_run * 8:
-                        raise ValueError(f"{file.name} does not hold {rows_in_run} rows")
-                fence = np.fromfile(self._fence_path(name), np.uint64)
-                if len(fence) != -(-rows_in_run // FENCE):
-                    raise ValueError(f"{name}.fence does not match {rows_in_run} rows")
-                runs.append(_Run(name, rows_in_run, int(entry["checksum"]), fence))
+                run = _Run(str(entry["name"]), int(entry["rows"]), int(entry["checksum"]))
+                sizes = (
+                    run.rows * 8,
+                    run.rows * 8,
+                    (run.rows + _window_read()) * 2,
+                    ((1 << run.bits) + 1) * _dir_dtype(run.rows).itemsize,
+                )
+                for file, size in zip(self._paths(run.name), sizes, strict=True):
+                    if file.stat().st_size != size:
+                        raise ValueError(f"{file.name} does not hold {run.rows} rows")
+                runs.append(run)
             restarted = manifest.get("boot_id") != BOOT_ID and BOOT_ID is not None
             if restarted:  # written before the machine restarted: data may be lost
                 for run in runs:
-                    checksum, fence = self._checksum(run)
-                    if checksum != run.checksum or not np.array_equal(fence, run.fence):
-                        raise ValueError(f"run {run.name} does not match its checksum")
+                    self._verify(run)
             rows = int(manifest["rows"])
             if rows != sum(run.rows for run in runs):
                 raise ValueError("the runs do not add up to the rows covered")
@@ -451,10 +515,11 @@ class BandIndex:
                 log.warning("LSH band index: %s is missing; it will be rebuilt", exc.filename)
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("LSH band index %s is unreadable (%s); it will be rebuilt", path, exc)
-        # files of runs not in the manifest: a merge or a write cut short
+        # files of runs not in the manifest (a merge or a write cut short, an older layout)
+        # and fingerprints being written again when a check was cut short
         known = {run.name for run in self.runs}
         for file in self.directory.glob("run-*"):
-            if file.name.split(".")[0] not in known:
+            if file.name.split(".")[0] not in known or file.suffix == ".tmp":
                 file.unlink(missing_ok=True)
 
 
@@ -464,21 +529,69 @@ def _add_checksum(total: int, keys: np.ndarray, ids: np.ndarray) -> int:
     return (total + key_sum + id_sum) % 2**64
 
 
+class _Prints:
+    """A run's fingerprints and bucket starts, made from its keys as they go by in order."""
+
+    def __init__(self, rows: int, paths: tuple[Path, ...] | None):
+        self.rows, self.paths = rows, paths
+        self.bits = _bucket_bits(rows)
+        self.dtype = _dir_dtype(rows)
+        self.written = 0
+        self.next_bucket = 0  # the first bucket whose start is not written yet
+        self.parts: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+        self.files = None if paths is None else [open(path, "wb") for path in paths]
+
+    def write(self, keys: np.ndarray) -> None:
+        buckets = _buckets(np.asarray(keys), self.bits)
+        if len(buckets):
+            upto = int(buckets[-1]) + 1
+            wanted = np.arange(self.next_bucket, upto)
+            starts = (self.written + np.searchsorted(buckets, wanted)).astype(self.dtype)
+            self._emit(_fingerprints(np.asarray(keys), self.bits), starts)
+            self.next_bucket = upto
+        self.written += len(buckets)
+
+    def close(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Fingerprints padded with a window's read of zeros and bucket starts ended by the
+        row count (in memory), or None (written to the files)."""
+        rest = np.full((1 << self.bits) + 1 - self.next_bucket, self.written, self.dtype)
+        self._emit(np.zeros(_window_read(), np.uint16), rest)
+        if self.files is None:
+            return np.concatenate(self.parts[0]), np.concatenate(self.parts[1])
+        for handle in self.files:
+            _close(handle)
+        return None
+
+    def _emit(self, prints: np.ndarray, starts: np.ndarray) -> None:
+        if self.files is None:
+            self.parts[0].append(prints)
+            self.parts[1].append(starts)
+        else:
+            prints.tofile(self.files[0])
+            starts.tofile(self.files[1])
+
+    def abort(self) -> None:
+        if self.files is not None and self.paths is not None:
+            for handle, path in zip(self.files, self.paths, strict=True):
+                handle.close()
+                path.unlink(missing_ok=True)
+
+
 class _Output:
     """A run being written, slice by slice."""
 
-    def __init__(self, name: str, rows: int, paths: tuple[Path, Path] | None):
+    def __init__(self, name: str, rows: int, paths: tuple[Path, ...] | None):
         self.name, self.rows, self.paths = name, rows, paths
         self.written = 0
         self.checksum = 0
-        self.fence: list[np.ndarray] = []
         self.parts: list[tuple[np.ndarray, np.ndarray]] = []
-        self.files = None if paths is None else [open(path, "wb") for path in paths]
+        self.files = None if paths is None else [open(path, "wb") for path in paths[:2]]
+        self.prints = _Prints(rows, None if paths is None else paths[2:])
 
     def write(self, keys: np.ndarray, ids: np.ndarray) -> None:
-        self.fence.append(np.array(keys[(-self.written) % FENCE :: FENCE], np.uint64))
         self.written += len(keys)
         self.checksum = _add_checksum(self.checksum, keys, ids)
+        self.prints.write(keys)
         if self.files is None:
             self.parts.append((np.array(keys, np.uint64), np.array(ids, np.int64)))
         else:
@@ -491,34 +604,29 @@ class _Output:
             raise RuntimeError(
                 f"run {self.name}: {self.written} rows written, {self.rows} expected"
             )
-        fence = np.concatenate(self.fence) if self.fence else np.empty(0, np.uint64)
+        prints = self.prints.close()
         if self.files is None:
-            keys = (
-                np.concatenate([k for k, _ in self.parts]) if self.parts else np.empty(0, np.uint64)
-            )
-            ids = (
-                np.concatenate([i for _, i in self.parts]) if self.parts else np.empty(0, np.int64)
-            )
-            return _Run(self.name, self.rows, self.checksum, fence, keys, ids)
-        assert self.paths is not None
-        fence.tofile(_fence_file(self.paths))
+            assert prints is not None
+            keys = np.concatenate([k for k, _ in self.parts] or [np.empty(0, np.uint64)])
+            ids = np.concatenate([i for _, i in self.parts] or [np.empty(0, np.int64)])
+            return _Run(self.name, self.rows, self.checksum, keys, ids, *prints)
         for handle in self.files:
-            handle.flush()
-            if BOOT_ID is None:
-                os.fsync(handle.fileno())
-            handle.close()
-        return _Run(self.name, self.rows, self.checksum, fence)
+            _close(handle)
+        return _Run(self.name, self.rows, self.checksum)
 
     def abort(self) -> None:
+        self.prints.abort()
         if self.files is not None and self.paths is not None:
-            for handle, path in zip(self.files, self.paths, strict=True):
+            for handle, path in zip(self.files, self.paths[:2], strict=True):
                 handle.close()
                 path.unlink(missing_ok=True)
-            _fence_file(self.paths).unlink(missing_ok=True)
 
 
-def _fence_file(paths: tuple[Path, Path]) -> Path:
-    return paths[0].with_suffix(".fence")
+def _close(handle: Any) -> None:
+    handle.flush()
+    if BOOT_ID is None:
+        os.fsync(handle.fileno())
+    handle.close()
 
 
 def _one(con: duckdb.DuckDBPyConnection, query: str, params: list[Any] | None = None) -> int:

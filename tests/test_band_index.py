@@ -3,6 +3,7 @@ lsh_bands as rows are appended, and it is rebuilt from the table whenever the tw
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -17,9 +18,10 @@ from store.db import Store
 
 @pytest.fixture
 def small_slices(monkeypatch):
-    """Blocks, slices and reads of a few rows, so lookups and merges cross many of their
-    edges."""
-    monkeypatch.setattr(band_index, "FENCE", 4)
+    """Buckets, windows, slices and reads of a few rows, so lookups and merges cross many of
+    their edges."""
+    monkeypatch.setattr(band_index, "BUCKET_ROWS", 2)
+    monkeypatch.setattr(band_index, "WINDOW", 4)
     monkeypatch.setattr(band_index, "SLICE_ROWS", 12)
     monkeypatch.setattr(band_index, "BASE_ROWS", 40)
     monkeypatch.setattr(band_index, "READ_ROWS", 50)
@@ -61,22 +63,25 @@ def _reference(store: Store, new: pa.Table) -> list[tuple[int, int, int]]:
 
 
 @pytest.mark.parametrize("on_disk", [True, False])
-@pytest.mark.parametrize("fence,slice_rows", [(4, 12), (1, 3), (8, 8), (256, 1 << 24)])
-@pytest.mark.parametrize("scan_ratio", [0, 4, 10**6])  # runs searched by block, mixed, read whole
+@pytest.mark.parametrize(
+    "bucket_rows,window,slice_rows",
+    [(2, 4, 12), (1, 1, 3), (4, 2, 8), (8, 32, 1 << 24)],  # the last: the shipped layout
+)
 def test_lookup_finds_every_row_holding_a_wanted_key(
-    tmp_path, monkeypatch, on_disk, fence, slice_rows, scan_ratio
+    tmp_path, monkeypatch, on_disk, bucket_rows, window, slice_rows
 ):
-    monkeypatch.setattr(band_index, "FENCE", fence)
+    monkeypatch.setattr(band_index, "BUCKET_ROWS", bucket_rows)
+    monkeypatch.setattr(band_index, "WINDOW", window)
     monkeypatch.setattr(band_index, "SLICE_ROWS", slice_rows)
-    monkeypatch.setattr(band_index, "SCAN_RATIO", scan_ratio)
     monkeypatch.setattr(band_index, "BASE_ROWS", 16)
     rng = np.random.default_rng(3)
+    pool = band_keys(np.zeros(60, np.uint8), np.arange(60, dtype=np.uint64))  # spread keys
     index = BandIndex(tmp_path / "idx" if on_disk else None)
     all_keys, all_ids = [], []
     for batch in range(12):  # runs of uneven sizes, merged as they come
         n = int(rng.integers(1, 40))
-        keys = rng.integers(0, 60, n).astype(np.uint64)  # repeats within and across runs
-        keys[: n // 3] = 7  # one key held by many rows, across block and slice edges
+        keys = pool[rng.integers(0, 60, n)]  # repeats within and across runs
+        keys[: n // 3] = pool[7]  # one key held by many rows: its bucket outgrows the window
         ids = np.arange(n, dtype=np.int64) + 100 * batch
         order = np.argsort(keys, kind="stable")
         index._add(keys[order], ids[order], next_rowid=index.rows + n, tail=None)
@@ -89,10 +94,16 @@ def test_lookup_finds_every_row_holding_a_wanted_key(
     for run in index.runs:
         stored, _ = index._slice(run, 0, run.rows)
         assert np.all(stored[:-1] <= stored[1:])
-    # below, inside and above the stored keys
+    # stored keys, keys sharing a stored key's bucket and fingerprint (the low bit flipped:
+    # only the full key tells them apart), keys never stored, and both ends of the range
     wanted = np.unique(
-        np.append(
-            rng.integers(0, 80, 30, dtype=np.uint64), np.array([0, 7, 59, 60, 2**64 - 1], np.uint64)
+        np.concatenate(
+            [
+                pool[rng.integers(0, 60, 30)],
+                pool[:20] ^ np.uint64(1),  # pool[7] ^ 1 meets the rows of pool[7] again
+                band_keys(np.ones(10, np.uint8), np.arange(10, dtype=np.uint64)),
+                np.array([0, 2**64 - 1], np.uint64),
+            ]
         )
     )
     at, found = index.lookup(wanted)
@@ -101,6 +112,7 @@ def test_lookup_finds_every_row_holding_a_wanted_key(
         (int(k), int(i)) for k, i in zip(keys, ids, strict=True) if np.isin(k, wanted)
     )
     assert got == expected
+    assert any(k == int(pool[7]) for k, _ in got)
     assert index.lookup(np.empty(0, np.uint64))[0].size == 0
 
 
@@ -164,7 +176,22 @@ def _truncate_a_run(directory: Path) -> None:
     path.write_bytes(path.read_bytes()[:-8])
 
 
-@pytest.mark.parametrize("damage", [_damage_manifest, _delete_a_run, _truncate_a_run])
+def _truncate_fingerprints(directory: Path) -> None:
+    path = next(directory.glob("run-*.fp"))
+    path.write_bytes(path.read_bytes()[:-2])
+
+
+def _older_layout(directory: Path) -> None:
+    """An index written by a version with another file layout."""
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["format"] = 1
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [_damage_manifest, _delete_a_run, _truncate_a_run, _truncate_fingerprints, _older_layout],
+)
 def test_damaged_index_files_are_rebuilt_from_the_table(tmp_path, small_slices, damage):
     rng = np.random.default_rng(13)
     store, new = _filled_store(tmp_path / "s.duckdb", rng)
@@ -250,6 +277,15 @@ def test_after_a_machine_restart_runs_are_checked_against_their_checksums(
         assert sorted(again.candidate_pairs(new, 1000)) == _reference(again, new)
         assert again.band_index.rebuilds == 0
     assert '"boot_id": "another-boot"' in (directory / "manifest.json").read_text()
+    # fingerprints lost, keys intact: written again from the keys, nothing rebuilt
+    monkeypatch.setattr(band_index, "BOOT_ID", "a-second-boot")
+    for prints in directory.glob("run-*.fp"):
+        prints.write_bytes(bytes(prints.stat().st_size))
+    with Store(tmp_path / "s.duckdb") as again:
+        assert [run.name for run in again.band_index.runs] == runs
+        assert sorted(again.candidate_pairs(new, 1000)) == _reference(again, new)
+        assert again.band_index.rebuilds == 0
+    assert not list(directory.glob("*.tmp"))
     monkeypatch.setattr(band_index, "BOOT_ID", "a-third-boot")
     lost = directory / f"{runs[0]}.keys"
     lost.write_bytes(bytes(lost.stat().st_size))  # same size, data gone
