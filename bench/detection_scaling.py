@@ -2,6 +2,7 @@
 stored ones. Time and peak memory at each size.
 
     .venv/bin/python bench/detection_scaling.py [--sizes 10000,100000,1000000] [--new 1000]
+        [--rounds 3] [--keep DIR]
 
 The stored part is real where it matters and synthetic where it only has to be there:
 - 4,000 articles of the synthetic corpus (bench/synthetic.py) are stored and detected for real
@@ -13,14 +14,19 @@ The stored part is real where it matters and synthetic where it only has to be t
   article, 565 million at 1M), outlet paragraph keys (6 per article plus each outlet's house
   lines), cluster memberships and matches. The LSH band index (store/band_index.py) then
   takes in the generated band rows, as it would have batch by batch; the time is printed.
-The new articles are the next 1,000 of the corpus. Each size is measured in a fresh process
-(open the store, store the new articles, `flows.stages.detect` with a `StageClock`); peak
-memory is that process's peak resident set. The band index's key files are read just before,
-so they sit in the OS page cache as they do when cycles run every few minutes (every batch's
-lookups touch a large share of their pages). The database file is flushed to disk but not read
-through: detection reads only small parts of it (lsh_bands, most of the file, is only appended
-to), and this machine keeps only about 8 GB of page cache, so reading the 10 GB file through
-would push the index out. Data lives in /tmp and is deleted afterwards (unless --keep).
+The new articles are the next 1,000 of the corpus, in three rounds (the next 1,000 again each
+time, against the same store, which keeps the earlier rounds' articles); sizes take turns
+within a round, so that a slow spell of the machine weighs on all sizes alike, and the ratio
+printed is between the medians of the rounds. Each measurement runs in a fresh process (open
+the store, store the new articles, `flows.stages.detect` with a `StageClock`); peak memory is
+that process's peak resident set. The files the band index's lookups read (bucket
+starts and fingerprints, 1.2 GB at 1M) are read just before, so they sit in the OS page cache
+as they do when cycles run every few minutes (every batch's lookups touch nearly all their
+pages), and the machine's dirty pages are written back first (filling and copying the stores
+leaves gigabytes of them). The database file is flushed to disk but not read through:
+detection reads only small parts of it (lsh_bands, most of the file, is only appended to), and
+this machine keeps only about 8 GB of page cache, so reading the 10 GB file through would push
+the index out. Data lives in /tmp and is deleted afterwards (unless --keep).
 
 Prints figures only; never asserts on time.
 """
@@ -31,6 +37,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,7 +76,8 @@ def _remove_store(db: Path) -> None:
 
 
 REAL = 4000
-CORPUS = 5000
+ROUNDS = 3  # batches of new articles measured at each size, sizes taking turns
+CORPUS = REAL + ROUNDS * 1000
 
 
 def _corpus_rows() -> list[dict[str, object]]:
@@ -206,10 +214,17 @@ def _read_through(path: Path) -> None:
             pass
 
 
-def measure(path: Path, new: int) -> dict[str, object]:
-    """Run in a fresh process: store `new` articles and detect them."""
-    rows = _corpus_rows()[REAL : REAL + new]
-    as_of = START + timedelta(days=401)
+def _lookup_files(path: Path) -> list[Path]:
+    """The band index files a lookup reads through: each run's bucket starts and
+    fingerprints (it reads its keys and ids only where a fingerprint matches)."""
+    return sorted([*_index_dir(path).glob("run-*.dir"), *_index_dir(path).glob("run-*.fp")])
+
+
+def measure(path: Path, new: int, round_no: int) -> dict[str, object]:
+    """Run in a fresh process: store the round's `new` articles and detect them."""
+    first = REAL + round_no * new
+    rows = _corpus_rows()[first : first + new]
+    as_of = START + timedelta(days=401, hours=round_no)
     for row in rows:
         row["first_seen_at"] = as_of
     started = time.perf_counter()
@@ -221,7 +236,7 @@ def measure(path: Path, new: int) -> dict[str, object]:
     index = store.band_index
     runs_before = [run.rows for run in index.runs]
     # again, just before: this machine reclaims cold page cache within seconds
-    for file in sorted(_index_dir(path).glob("run-*.keys")):
+    for file in _lookup_files(path):
         _read_through(file)
     clock = StageClock()
     started = time.perf_counter()
@@ -252,16 +267,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--new", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="batches measured per size")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--round", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--keep", help="keep filled stores in this folder and reuse them")
     args = parser.parse_args()
+    if args.new * args.rounds > CORPUS - REAL:
+        parser.error(f"--new x --rounds may not exceed {CORPUS - REAL} articles")
     if args.measure:
-        print(json.dumps(measure(Path(args.measure), args.new)))
+        print(json.dumps(measure(Path(args.measure), args.new, args.round)))
         return
     print(machine())
     sizes = [int(s) for s in args.sizes.split(",")]
     workdir = Path(args.keep or tempfile.mkdtemp(prefix="narratrace-scaling-", dir="/tmp"))
     workdir.mkdir(parents=True, exist_ok=True)
+    stores = {size: workdir / f"stored-{size}.duckdb" for size in sizes}
     try:
         base = workdir / "base.duckdb"
         started = time.perf_counter()
@@ -271,54 +291,68 @@ def main() -> None:
             f"real stored part: {REAL} articles detected in {time.perf_counter() - started:.0f} s;"
             f" passages per article mean {passages.mean():.1f}"
         )
-        results = []
-        for size in sizes:
-            db = workdir / f"stored-{size}.duckdb"
+        for size, db in stores.items():
             kept = workdir / f"kept-{size}.duckdb"
             if kept.exists():  # --keep: reuse a filled store (copied: measuring changes it)
                 _copy_store(kept, db)
                 for file in [kept, *_index_dir(kept).glob("run-*")]:
-                    _drop_from_page_cache(file)  # only the measured store competes for the cache
-                filled = indexed = 0.0
+                    _drop_from_page_cache(file)  # only the measured stores compete for the cache
+                print(f"{size:>9,} stored: copied from {kept}")
             else:
                 _copy_store(base, db)
                 filled, indexed = add_filler(db, size - REAL, passages)
                 if args.keep:
                     _copy_store(db, kept)
-            # steady state: the index keys in the OS page cache (see docstring)
+                print(f"{size:>9,} stored: filled in {filled:.0f} s, band index in {indexed:.0f} s")
             _flush(db)
-            for file in sorted(_index_dir(db).glob("run-*.keys")):
-                _read_through(file)
-            out = subprocess.run(
-                [sys.executable, __file__, "--measure", str(db), "--new", str(args.new)],
-                capture_output=True,
-                text=True,
-            )
-            if out.returncode:
-                print(f"{size:>9,} stored: the measuring process failed:\n{out.stderr}")
-                raise SystemExit(1)
-            result = json.loads(out.stdout.strip().splitlines()[-1])
-            result["db_mib"] = round(db.stat().st_size / 2**20)
-            results.append(result)
+        results: dict[int, list[dict]] = {size: [] for size in sizes}
+        for round_no in range(args.rounds):  # sizes take turns: a slow spell hits them alike
+            for size, db in stores.items():
+                # steady state: no gigabytes of copies or index builds still being written
+                # back, and what lookups read in the OS page cache (see docstring)
+                os.sync()
+                for file in _lookup_files(db):
+                    _read_through(file)
+                command = [sys.executable, __file__, "--measure", str(db), "--new", str(args.new)]
+                out = subprocess.run(
+                    [*command, "--round", str(round_no)], capture_output=True, text=True
+                )
+                if out.returncode:
+                    print(f"{size:>9,} stored: the measuring process failed:\n{out.stderr}")
+                    raise SystemExit(1)
+                result = json.loads(out.stdout.strip().splitlines()[-1])
+                result["db_mib"] = round(db.stat().st_size / 2**20)
+                results[size].append(result)
+                print(
+                    f"round {round_no + 1}: {result['stored']:>9,} stored "
+                    f"({result['band_rows']:,} band rows, {result['db_mib']} MiB, band index "
+                    f"{result['index_mib']} MiB): {result['signed']} new in "
+                    f"{result['detect_s']:.2f} s, peak RSS {result['peak_rss_mib']} MiB, "
+                    f"{result['pairs']} pairs verified, {result['joined']} joined"
+                )
+                print(
+                    f"    stage seconds: {result['stages']}; index runs "
+                    f"{result['index_runs']}, rebuilds {result['index_rebuilds']}"
+                )
+        for size in sizes:
+            times = [r["detect_s"] for r in results[size]]
             print(
-                f"{result['stored']:>9,} stored ({result['band_rows']:,} band rows, "
-                f"{result['db_mib']} MiB, filled in {filled:.0f} s, band index "
-                f"{result['index_mib']} MiB built in {indexed:.0f} s): {result['signed']} new in "
-                f"{result['detect_s']:.2f} s, peak RSS {result['peak_rss_mib']} MiB, "
-                f"{result['pairs']} pairs verified, {result['joined']} joined"
+                f"{size:>9,} stored: median {statistics.median(times):.2f} s over "
+                f"{len(times)} rounds ({', '.join(f'{t:.2f}' for t in times)}), peak RSS up to "
+                f"{max(r['peak_rss_mib'] for r in results[size])} MiB"
             )
+        first = [r["detect_s"] for r in results[sizes[0]]]
+        for size in sizes[1:]:
+            times = [r["detect_s"] for r in results[size]]
+            each = ", ".join(f"{t / f:.2f}" for t, f in zip(times, first, strict=True))
             print(
-                f"    stage seconds: {result['stages']}; index runs {result['index_runs']}, "
-                f"rebuilds {result['index_rebuilds']}"
-            )
-            _remove_store(db)
-        first = results[0]
-        for result in results[1:]:
-            print(
-                f"time at {result['stored']:,} / at {first['stored']:,}: "
-                f"{result['detect_s'] / first['detect_s']:.2f}"
+                f"time at {size:,} / at {sizes[0]:,}: "
+                f"{statistics.median(times) / statistics.median(first):.2f} "
+                f"(medians; round by round: {each})"
             )
     finally:
+        for db in stores.values():
+            _remove_store(db)
         if not args.keep:
             shutil.rmtree(workdir)
 
