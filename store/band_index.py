@@ -47,10 +47,12 @@ log = logging.getLogger(__name__)
 
 FORMAT = 2
 MANIFEST = "manifest.json"
-# rows of a run mapped at once by a lookup or a merge (128 MiB of keys), and rows read from
-# lsh_bands per step when catching up or rebuilding
+# rows of a run mapped at once by a lookup (128 MiB of keys); rows of each run a merge takes
+# per step, and rows read from lsh_bands per step when catching up or rebuilding (what these
+# hold at once, with their temporaries, is a few hundred MB at most)
 SLICE_ROWS = 1 << 24
-READ_ROWS = 1 << 24
+MERGE_ROWS = 1 << 21
+READ_ROWS = 1 << 22
 # levels of runs: level 0 holds up to BASE_ROWS rows, each next level MERGE_RATIO times more
 BASE_ROWS = 1 << 20
 MERGE_RATIO = 4
@@ -239,13 +241,13 @@ class BandIndex:
             self._load()
 
     def _merge(self, a: _Run, b: _Run) -> _Run:
-        """One sorted run from two, in slices of at most SLICE_ROWS of each."""
+        """One sorted run from two, in steps of at most MERGE_ROWS of each."""
         out = self._open_output(a.rows + b.rows)
         ia = ib = 0
         try:
             while ia < a.rows or ib < b.rows:
-                ka, xa = self._slice(a, ia, min(a.rows, ia + SLICE_ROWS))
-                kb, xb = self._slice(b, ib, min(b.rows, ib + SLICE_ROWS))
+                ka, xa = self._slice(a, ia, min(a.rows, ia + MERGE_ROWS))
+                kb, xb = self._slice(b, ib, min(b.rows, ib + MERGE_ROWS))
                 # take everything up to the smaller of the two slices' last keys (a slice that
                 # ends its run takes part whole)
                 a_more, b_more = ia + len(ka) < a.rows, ib + len(kb) < b.rows

@@ -23,6 +23,7 @@ def small_slices(monkeypatch):
     monkeypatch.setattr(band_index, "BUCKET_ROWS", 2)
     monkeypatch.setattr(band_index, "WINDOW", 4)
     monkeypatch.setattr(band_index, "SLICE_ROWS", 12)
+    monkeypatch.setattr(band_index, "MERGE_ROWS", 7)
     monkeypatch.setattr(band_index, "BASE_ROWS", 40)
     monkeypatch.setattr(band_index, "READ_ROWS", 50)
 
@@ -73,6 +74,7 @@ def test_lookup_finds_every_row_holding_a_wanted_key(
     monkeypatch.setattr(band_index, "BUCKET_ROWS", bucket_rows)
     monkeypatch.setattr(band_index, "WINDOW", window)
     monkeypatch.setattr(band_index, "SLICE_ROWS", slice_rows)
+    monkeypatch.setattr(band_index, "MERGE_ROWS", slice_rows)
     monkeypatch.setattr(band_index, "BASE_ROWS", 16)
     rng = np.random.default_rng(3)
     pool = band_keys(np.zeros(60, np.uint8), np.arange(60, dtype=np.uint64))  # spread keys
