@@ -360,15 +360,11 @@ class BandIndex:
         page cache ahead of the search: a page that was dropped from the cache is then read in
         large sequential requests, not one small random read on the fault. Pages already
         cached cost nothing."""
-        if self.directory is None or not hasattr(os, "posix_fadvise"):
+        if self.directory is None:
             return
         for run in self.runs:
             for path in self._paths(run.name)[2:]:
-                fd = os.open(path, os.O_RDONLY)
-                try:
-                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-                finally:
-                    os.close(fd)
+                _will_need(path, [(0, 0)])
 
     def _values(self, run: _Run, rows: np.ndarray, ids: bool) -> np.ndarray:
         """Keys (or ids) of `run` at the given rows, mapping one slice at a time."""
@@ -391,18 +387,14 @@ class BandIndex:
         all at once, before they are read one by one: rows found by a lookup are scattered
         over the largest runs, whose keys and ids need not be in the page cache, and reads
         queued together finish far sooner than one random read per page fault."""
-        if not len(rows) or not hasattr(os, "posix_fadvise"):
+        if not len(rows):
             return
         pages = np.unique(rows // (PAGE // 8))
         # consecutive pages as one range
         starts = pages[np.flatnonzero(np.diff(pages, prepend=-2) != 1)]
         ends = pages[np.flatnonzero(np.diff(pages, append=pages[-1] + 2) != 1)] + 1
-        fd = os.open(self._paths(run.name)[1 if ids else 0], os.O_RDONLY)
-        try:
-            for first, end in zip(starts.tolist(), ends.tolist(), strict=True):
-                os.posix_fadvise(fd, first * PAGE, (end - first) * PAGE, os.POSIX_FADV_WILLNEED)
-        finally:
-            os.close(fd)
+        ranges = list(zip((starts * PAGE).tolist(), ((ends - starts) * PAGE).tolist(), strict=True))
+        _will_need(self._paths(run.name)[1 if ids else 0], ranges)
 
     # ------------------------------------------------------------------ storage
     def _paths(self, name: str) -> tuple[Path, ...]:
@@ -443,8 +435,8 @@ class BandIndex:
         prints = _Prints(run.rows, temporary)
         try:
             total = 0
-            for start in range(0, run.rows, SLICE_ROWS):
-                keys, ids = self._slice(run, start, min(run.rows, start + SLICE_ROWS))
+            for start in range(0, run.rows, MERGE_ROWS):
+                keys, ids = self._slice(run, start, min(run.rows, start + MERGE_ROWS))
                 total = _add_checksum(total, keys, ids)
                 prints.write(keys)
             if total != run.checksum:
@@ -543,6 +535,19 @@ class BandIndex:
         for file in self.directory.glob("run-*"):
             if file.name.split(".")[0] not in known or file.suffix == ".tmp":
                 file.unlink(missing_ok=True)
+
+
+def _will_need(path: Path, ranges: list[tuple[int, int]]) -> None:
+    """Ask the OS to read these (offset, length) ranges of the file (length 0: to its end)
+    into its page cache, without waiting for them."""
+    if not hasattr(os, "posix_fadvise"):
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for offset, length in ranges:
+            os.posix_fadvise(fd, int(offset), int(length), os.POSIX_FADV_WILLNEED)
+    finally:
+        os.close(fd)
 
 
 def _add_checksum(total: int, keys: np.ndarray, ids: np.ndarray) -> int:
