@@ -2,7 +2,7 @@
 stored ones. Time and peak memory at each size.
 
     .venv/bin/python bench/detection_scaling.py [--sizes 10000,100000,1000000] [--new 1000]
-        [--rounds 3] [--keep DIR]
+        [--rounds 4] [--keep DIR]
 
 The stored part is real where it matters and synthetic where it only has to be there:
 - 4,000 articles of the synthetic corpus (bench/synthetic.py) are stored and detected for real
@@ -14,7 +14,7 @@ The stored part is real where it matters and synthetic where it only has to be t
   article, 565 million at 1M), outlet paragraph keys (6 per article plus each outlet's house
   lines), cluster memberships and matches. The LSH band index (store/band_index.py) then
   takes in the generated band rows, as it would have batch by batch; the time is printed.
-The new articles are the next 1,000 of the corpus, in three rounds (the next 1,000 again each
+The new articles are the next 1,000 of the corpus, in four rounds (the next 1,000 again each
 time, against the same store, which keeps the earlier rounds' articles); sizes take turns
 within a round, so that a slow spell of the machine weighs on all sizes alike, and the ratio
 printed is between the medians of the rounds. Each measurement runs in a fresh process (open
@@ -27,6 +27,11 @@ leaves gigabytes of them). The database file is flushed to disk but not read thr
 detection reads only small parts of it (lsh_bands, most of the file, is only appended to), and
 this machine keeps only about 8 GB of page cache, so reading the 10 GB file through would push
 the index out. Data lives in /tmp and is deleted afterwards (unless --keep).
+
+A large merge of the band index's runs runs in the background (store/band_index.py): a
+measurement notes how far one got while its store was open (it runs beside the detection pass,
+which pays for sharing the machine with it) and how long closing took. A merge still unfinished
+after the last round is finished at the end, in a process of its own, and its time printed apart.
 
 Prints figures only; never asserts on time.
 """
@@ -76,7 +81,7 @@ def _remove_store(db: Path) -> None:
 
 
 REAL = 4000
-ROUNDS = 3  # batches of new articles measured at each size, sizes taking turns
+ROUNDS = 4  # batches of new articles measured at each size, sizes taking turns
 CORPUS = REAL + ROUNDS * 1000
 
 
@@ -184,6 +189,7 @@ def add_filler(path: Path, count: int, passages: np.ndarray) -> tuple[float, flo
     started = time.perf_counter()
     with Store(path) as store:
         store.band_index.sync(store.con)
+        store.band_index.wait()
     return filled, time.perf_counter() - started
 
 
@@ -235,6 +241,7 @@ def measure(path: Path, new: int, round_no: int) -> dict[str, object]:
     store.insert_articles(rows)
     index = store.band_index
     runs_before = [run.rows for run in index.runs]
+    merge_before = _merge_state(index)
     # again, just before: this machine reclaims cold page cache within seconds
     for file in _lookup_files(path):
         _read_through(file)
@@ -244,7 +251,10 @@ def measure(path: Path, new: int, round_no: int) -> dict[str, object]:
     took = time.perf_counter() - started
     runs_after = [run.rows for run in index.runs]
     index_mib = sum(f.stat().st_size for f in _index_dir(path).glob("run-*")) / 2**20
+    started = time.perf_counter()
     store.close()
+    closed = time.perf_counter() - started
+    merge_after = _merge_state(index)
     with open("/proc/self/status", encoding="ascii") as status:
         hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
     return {
@@ -260,6 +270,41 @@ def measure(path: Path, new: int, round_no: int) -> dict[str, object]:
         "index_runs": f"{len(runs_before)} -> {len(runs_after)}",
         "index_mib": round(index_mib),
         "index_rebuilds": index.rebuilds,
+        "close_s": round(closed, 2),
+        "merge": _merge_note(merge_before, merge_after),
+    }
+
+
+def _merge_state(index) -> tuple[str, int, int] | None:
+    """The band index's background merge: (output name, rows written, rows in all)."""
+    job = index.merging
+    return None if job is None else (job.out.name, job.written, job.rows)
+
+
+def _merge_note(before: tuple[str, int, int] | None, after: tuple[str, int, int] | None) -> str:
+    """What the background merge did while the store was open."""
+    if before is None and after is None:
+        return "none"
+    if after is None:
+        assert before is not None
+        return f"{before[2]:,} rows: finished ({before[1]:,} written before)"
+    start = before[1] if before is not None and before[0] == after[0] else 0
+    return f"{after[2]:,} rows: {start:,} -> {after[1]:,} written, carried on at next opening"
+
+
+def finish_merges(path: Path) -> dict[str, object]:
+    """Run in a fresh process: open the store and finish the band index's due merges."""
+    started = time.perf_counter()
+    with Store(path) as store:
+        index = store.band_index
+        pending = _merge_state(index)
+        store.band_index.sync(store.con)
+        index.wait()
+        runs = [run.rows for run in index.runs]
+    return {
+        "pending": "none" if pending is None else f"{pending[2]:,} rows, {pending[1]:,} written",
+        "seconds": round(time.perf_counter() - started, 1),
+        "runs": len(runs),
     }
 
 
@@ -270,12 +315,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="batches measured per size")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--round", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--finish", help=argparse.SUPPRESS)
     parser.add_argument("--keep", help="keep filled stores in this folder and reuse them")
     args = parser.parse_args()
     if args.new * args.rounds > CORPUS - REAL:
         parser.error(f"--new x --rounds may not exceed {CORPUS - REAL} articles")
     if args.measure:
         print(json.dumps(measure(Path(args.measure), args.new, args.round)))
+        return
+    if args.finish:
+        print(json.dumps(finish_merges(Path(args.finish))))
         return
     print(machine())
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -332,7 +381,8 @@ def main() -> None:
                 )
                 print(
                     f"    stage seconds: {result['stages']}; index runs "
-                    f"{result['index_runs']}, rebuilds {result['index_rebuilds']}"
+                    f"{result['index_runs']}, rebuilds {result['index_rebuilds']}; "
+                    f"background merge: {result['merge']}; close {result['close_s']:.2f} s"
                 )
         for size in sizes:
             times = [r["detect_s"] for r in results[size]]
@@ -340,6 +390,19 @@ def main() -> None:
                 f"{size:>9,} stored: median {statistics.median(times):.2f} s over "
                 f"{len(times)} rounds ({', '.join(f'{t:.2f}' for t in times)}), peak RSS up to "
                 f"{max(r['peak_rss_mib'] for r in results[size])} MiB"
+            )
+        # merges left running in the background at the last close: their time, apart
+        for size, db in stores.items():
+            out = subprocess.run(
+                [sys.executable, __file__, "--finish", str(db)], capture_output=True, text=True
+            )
+            if out.returncode:
+                print(f"{size:>9,} stored: finishing merges failed:\n{out.stderr}")
+                raise SystemExit(1)
+            done = json.loads(out.stdout.strip().splitlines()[-1])
+            print(
+                f"{size:>9,} stored: background merge left at the end: {done['pending']}; "
+                f"finished in {done['seconds']} s (index runs {done['runs']})"
             )
         first = [r["detect_s"] for r in results[sizes[0]]]
         for size in sizes[1:]:

@@ -28,6 +28,13 @@ level or a lower one (level 0 up to BASE_ROWS rows, each level MERGE_RATIO times
 is about one run per level, log4(stored / BASE_ROWS) of them, and each row is rewritten about
 twice per level. Lookups and merges map a slice of a run at a time, so memory stays bounded
 whatever the store's size.
+
+A merge into a run of up to INLINE_ROWS rows (about a second) happens in the pass that adds the
+run. A larger one (at 1M articles, every few hundred passes, the largest taking minutes) runs in
+a background thread, one at a time, while lookups go on reading the two runs; the merged run
+replaces them when it is complete. `close` stops such a merge between two steps and notes in the
+manifest how far it got (its output files are written in order, so they are cut back to that
+point), and the next process to open the index carries on from there.
 """
 
 from __future__ import annotations
@@ -35,8 +42,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +59,14 @@ MANIFEST = "manifest.json"
 # per step, and rows read from lsh_bands per step when catching up or rebuilding (what these
 # hold at once, with their temporaries, is a few hundred MB at most)
 SLICE_ROWS = 1 << 24
-MERGE_ROWS = 1 << 21
+MERGE_ROWS = 1 << 20
 READ_ROWS = 1 << 22
 # levels of runs: level 0 holds up to BASE_ROWS rows, each next level MERGE_RATIO times more
 BASE_ROWS = 1 << 20
 MERGE_RATIO = 4
+# merges into a run of up to this many rows are made in the pass that triggers them; larger ones
+# in the background
+INLINE_ROWS = 1 << 24
 # a run of n rows has 2**b buckets, the largest power of two not above n / BUCKET_ROWS (so 8 to
 # 16 rows per bucket on average); a lookup matches a key against WINDOW fingerprints from its
 # bucket's start at once, and searches the keys of a bucket larger than that
@@ -151,8 +162,48 @@ class _Run:
         return _bucket_bits(self.rows)
 
 
+@dataclass(eq=False)
+class _Merge:
+    """A merge of two neighbouring runs into `out`, made in the background: how far it has
+    got in each, and what the manifest notes of it (the point it was last stopped at, from
+    which the next process carries on)."""
+
+    older: _Run
+    newer: _Run
+    out: _Output
+    older_at: int = 0
+    newer_at: int = 0
+    saved: dict[str, Any] | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+    failed: BaseException | None = None
+
+    def progress(self) -> dict[str, Any]:
+        """Where the merge stands, for the manifest (its output files flushed up to here)."""
+        return {
+            "older": self.older.name,
+            "newer": self.newer.name,
+            "output": self.out.name,
+            "older_at": self.older_at,
+            "newer_at": self.newer_at,
+            "checksum": self.out.checksum,
+            "next_bucket": self.out.prints.next_bucket,
+        }
+
+    @property
+    def rows(self) -> int:
+        return self.older.rows + self.newer.rows
+
+    @property
+    def written(self) -> int:
+        return self.older_at + self.newer_at
+
+
 class BandIndex:
-    """Sorted (key, article_id) runs in `directory`, or in memory when it is None."""
+    """Sorted (key, article_id) runs in `directory`, or in memory when it is None.
+
+    Safe to share between threads; `close` it when done, so that a merge under way in the
+    background stops where the next process can carry on."""
 
     def __init__(self, directory: Path | None):
         self.directory = directory
@@ -161,6 +212,9 @@ class BandIndex:
         self.tail: list[int] | None = None  # (article_id, band, band_hash) of the last covered
         self.runs: list[_Run] = []
         self.rebuilds = 0
+        self.merging: _Merge | None = None  # the background merge, running or stopped
+        self._lock = threading.RLock()
+        self._closing = False
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
             self._load()
@@ -169,6 +223,10 @@ class BandIndex:
     def sync(self, con: duckdb.DuckDBPyConnection) -> None:
         """Cover every row of `lsh_bands`: read the rows added since the last sync, or rebuild
         from the whole table when it no longer holds what the index covers."""
+        with self._lock:
+            self._sync(con)
+
+    def _sync(self, con: duckdb.DuckDBPyConnection) -> None:
         count = _one(con, "SELECT count(*) FROM lsh_bands")
         new = _one(con, "SELECT count(*) FROM lsh_bands WHERE rowid >= ?", [self.next_rowid])
         stale = self.rows + new != count
@@ -185,8 +243,12 @@ class BandIndex:
             self.rebuilds += 1
             new = count
         if not new:
+            self._compact()  # a merge stopped by the last process carries on
             return
-        if new > READ_ROWS:
+        # catching up on many rows (a rebuild): merges are made as they come, as nothing
+        # looks up meanwhile and background ones would queue
+        catching_up = new > READ_ROWS
+        if catching_up:
             log.info("adding %d rows of lsh_bands to the LSH band index", new)
         reader = con.sql(
             "SELECT rowid, article_id, band, band_hash FROM lsh_bands WHERE rowid >= ?",
@@ -205,6 +267,7 @@ class BandIndex:
                     batch.column(1).to_numpy().astype(np.int64)[order],
                     next_rowid=int(rowids[last]) + 1,
                     tail=[int(batch.column(c)[last].as_py()) for c in (1, 2, 3)],
+                    background=not catching_up,
                 )
         except BaseException:
             self._recover()
@@ -215,28 +278,175 @@ class BandIndex:
             raise RuntimeError(f"LSH band index covers {self.rows} rows, lsh_bands holds {count}")
 
     def _add(
-        self, keys: np.ndarray, ids: np.ndarray, next_rowid: int, tail: list[int] | None
+        self,
+        keys: np.ndarray,
+        ids: np.ndarray,
+        next_rowid: int,
+        tail: list[int] | None,
+        background: bool = True,
     ) -> None:
         """Sorted rows as a new run, covering lsh_bands up to `next_rowid`; then merges."""
-        self.runs.append(self._write(keys, ids))
-        self.rows += len(keys)
-        self.next_rowid, self.tail = next_rowid, tail
-        self._save()
-        self._compact()
+        with self._lock:
+            self.runs.append(self._write(keys, ids))
+            self.rows += len(keys)
+            self.next_rowid, self.tail = next_rowid, tail
+            self._save()
+            self._compact(background)
 
-    def _compact(self) -> None:
-        """Merge the newest run into the one before it while that one is not on a higher level:
-        one run per level, levels MERGE_RATIO times apart."""
-        while len(self.runs) >= 2 and _level(self.runs[-2].rows) <= _level(self.runs[-1].rows):
-            older, newer = self.runs[-2], self.runs[-1]
-            self.runs[-2:] = [self._merge(older, newer)]
-            self._save()  # the merged run replaces the two before their files go
-            self._drop(older)
-            self._drop(newer)
+    def _compact(self, background: bool = True) -> None:
+        """Merge neighbouring runs while the older is not on a higher level than the newer,
+        newest first: one run per level, levels MERGE_RATIO times apart. A merge into more than
+        INLINE_ROWS rows goes to the background (one at a time) when `background`; the runs it
+        reads take no part in other merges until it is done. Called with the lock held."""
+        job = self.merging
+        if job is not None and job.failed is not None:  # logged by its thread; tried again
+            if job.thread is not None:
+                job.thread.join()
+            self.merging = None
+            self._drop(job.out)
+        elif job is not None and job.thread is None and not self._closing:
+            self._start(job)  # stopped by the last process: carry on
+        while True:
+            pair = self._due()
+            if pair is None:
+                return
+            older, newer = pair
+            if self.directory is None or not background or older.rows + newer.rows <= INLINE_ROWS:
+                self._replace(older, newer, self._merge(older, newer))
+                continue
+            if self.merging is None and not self._closing:
+                output = self._open_output(older.rows + newer.rows)
+                self._start(_Merge(older, newer, output))
+            return
+
+    def _due(self) -> tuple[_Run, _Run] | None:
+        """The newest pair of neighbouring runs due to be merged and free to be."""
+        busy = () if self.merging is None else (self.merging.older, self.merging.newer)
+        for at in range(len(self.runs) - 2, -1, -1):
+            older, newer = self.runs[at], self.runs[at + 1]
+            if _level(older.rows) <= _level(newer.rows):
+                if older not in busy and newer not in busy:
+                    return older, newer
+        return None
+
+    def _replace(self, older: _Run, newer: _Run, merged: _Run) -> None:
+        """The merged run in place of the two, in the manifest before their files go."""
+        at = next(i for i, run in enumerate(self.runs) if run is older)
+        if self.runs[at + 1] is not newer:
+            raise RuntimeError(f"runs {older.name} and {newer.name} are no longer neighbours")
+        self.runs[at : at + 2] = [merged]
+        self._save()
+        self._drop(older)
+        self._drop(newer)
+
+    def _start(self, job: _Merge) -> None:
+        self.merging = job
+        job.thread = threading.Thread(
+            target=self._background, args=(job,), name="band-index-merge", daemon=True
+        )
+        job.thread.start()
+
+    def _background(self, job: _Merge) -> None:
+        """The merge thread: step through the two runs until done or told to stop, then put
+        the merged run in their place (unless told to stop before it could)."""
+        try:  # below the detection pass and extraction on the machine's cores
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError):
+            pass
+        a, b = job.older, job.newer
+        try:
+            while job.written < job.rows:
+                if job.stop.is_set():
+                    job.out.pause()
+                    job.saved = job.progress()
+                    return
+                keys, ids, taken_a, taken_b = self._merge_step(a, b, job.older_at, job.newer_at)
+                job.out.write(keys, ids)
+                del keys, ids
+                # the rows read are not read again: leave the page cache to what lookups read
+                self._release(a, job.older_at, job.older_at + taken_a)
+                self._release(b, job.newer_at, job.newer_at + taken_b)
+                job.older_at += taken_a
+                job.newer_at += taken_b
+            done = job.progress()
+            merged = job.out.close()
+        except BaseException as exc:
+            log.exception("LSH band index: merging %s and %s failed", a.name, b.name)
+            job.out.abort()
+            job.failed = exc
+            return
+        # the lock is held by lookups for a second at most; by a caller stopping this merge
+        # for as long as it waits for this thread
+        while not self._lock.acquire(timeout=0.05):
+            if job.stop.is_set():
+                job.saved = done  # complete but not in place: the output is closed again
+                return
+        try:
+            self.merging = None
+            self._replace(a, b, merged)
+        except BaseException as exc:
+            log.exception("LSH band index: putting a merged run in place failed")
+            self._drop(merged)
+            job.failed = exc
+            self._lock.release()
+            return
+        try:
+            if not self._closing:
+                self._compact()  # the next merge that is due, if any
+        except BaseException:
+            log.exception("LSH band index: merging failed")
+        finally:
+            self._lock.release()
+
+    def _halt(self) -> None:
+        """Stop the background merge and drop what it wrote. Called with the lock held."""
+        job = self.merging
+        if job is None:
+            return
+        job.stop.set()
+        if job.thread is not None:
+            job.thread.join()
+        else:
+            job.out.pause()
+        self.merging = None
+        self._drop(job.out)
+
+    def wait(self) -> None:
+        """Make every merge that is due, background ones included, before returning."""
+        while True:
+            with self._lock:
+                self._compact()
+                job = self.merging
+                if job is None:
+                    return
+            assert job.thread is not None
+            job.thread.join()
+            if job.failed is not None:
+                raise job.failed
+
+    def close(self) -> None:
+        """Stop a background merge between two steps and note in the manifest how far it got,
+        for the next process to carry on from; or, when it is complete, put it in place."""
+        with self._lock:
+            self._closing = True
+            job = self.merging
+        if job is None:
+            return
+        if job.thread is None:  # noted in the manifest as it was loaded
+            job.out.pause()
+            return
+        job.stop.set()
+        job.thread.join()
+        with self._lock:
+            if self.merging is job:
+                if job.failed is not None:
+                    self.merging = None
+                self._save()
 
     def _recover(self) -> None:
         """After a failure part way: back to what the manifest on disk says (in memory:
         nothing, to be rebuilt)."""
+        self._halt()
         self.runs, self.rows, self.next_rowid, self.tail = [], 0, 0, None
         if self.directory is not None:
             self._load()
@@ -247,37 +457,54 @@ class BandIndex:
         ia = ib = 0
         try:
             while ia < a.rows or ib < b.rows:
-                ka, xa = self._slice(a, ia, min(a.rows, ia + MERGE_ROWS))
-                kb, xb = self._slice(b, ib, min(b.rows, ib + MERGE_ROWS))
-                # take everything up to the smaller of the two slices' last keys (a slice that
-                # ends its run takes part whole)
-                a_more, b_more = ia + len(ka) < a.rows, ib + len(kb) < b.rows
-                if a_more and (not b_more or ka[-1] <= kb[-1]):
-                    na, nb = len(ka), int(np.searchsorted(kb, ka[-1], side="right"))
-                elif b_more:
-                    na, nb = int(np.searchsorted(ka, kb[-1], side="right")), len(kb)
-                else:
-                    na, nb = len(ka), len(kb)
-                # b's rows go after a's equal keys: a stable merge
-                at = np.searchsorted(ka[:na], kb[:nb], side="right") + np.arange(nb)
-                keys = np.empty(na + nb, np.uint64)
-                ids = np.empty(na + nb, np.int64)
-                from_a = np.ones(na + nb, bool)
-                from_a[at] = False
-                keys[at], ids[at] = kb[:nb], xb[:nb]
-                keys[from_a], ids[from_a] = ka[:na], xa[:na]
+                keys, ids, na, nb = self._merge_step(a, b, ia, ib)
                 out.write(keys, ids)
                 ia, ib = ia + na, ib + nb
-                del ka, xa, kb, xb
             return out.close()
         except BaseException:
             out.abort()
             raise
 
+    def _merge_step(
+        self, a: _Run, b: _Run, ia: int, ib: int
+    ) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """The next rows of the merge of `a` from row `ia` and `b` from row `ib` (at most
+        MERGE_ROWS of each), with how many of each it took."""
+        ka, xa = self._slice(a, ia, min(a.rows, ia + MERGE_ROWS))
+        kb, xb = self._slice(b, ib, min(b.rows, ib + MERGE_ROWS))
+        # take everything up to the smaller of the two slices' last keys (a slice that ends its
+        # run takes part whole)
+        a_more, b_more = ia + len(ka) < a.rows, ib + len(kb) < b.rows
+        if a_more and (not b_more or ka[-1] <= kb[-1]):
+            na, nb = len(ka), int(np.searchsorted(kb, ka[-1], side="right"))
+        elif b_more:
+            na, nb = int(np.searchsorted(ka, kb[-1], side="right")), len(kb)
+        else:
+            na, nb = len(ka), len(kb)
+        # b's rows go after a's equal keys: a stable merge
+        at = np.searchsorted(ka[:na], kb[:nb], side="right") + np.arange(nb)
+        keys = np.empty(na + nb, np.uint64)
+        ids = np.empty(na + nb, np.int64)
+        from_a = np.ones(na + nb, bool)
+        from_a[at] = False
+        keys[at], ids[at] = kb[:nb], xb[:nb]
+        keys[from_a], ids[from_a] = ka[:na], xa[:na]
+        return keys, ids, na, nb
+
+    def _release(self, run: _Run, start: int, end: int) -> None:
+        """Tell the OS these rows of the run's keys and ids will not be read again soon."""
+        if self.directory is not None and end > start:
+            for path in self._paths(run.name)[:2]:
+                _advise(path, [(start * 8, (end - start) * 8)], "DONTNEED")
+
     # ------------------------------------------------------------------ lookup
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(position in `keys`, article_id) for every indexed row whose key is in `keys`
         (sorted, without repeats)."""
+        with self._lock:
+            return self._lookup(keys)
+
+    def _lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         found_at: list[np.ndarray] = []
         found_ids: list[np.ndarray] = []
         self._prefetch()
@@ -364,7 +591,7 @@ class BandIndex:
             return
         for run in self.runs:
             for path in self._paths(run.name)[2:]:
-                _will_need(path, [(0, 0)])
+                _advise(path, [(0, 0)], "WILLNEED")
 
     def _values(self, run: _Run, rows: np.ndarray, ids: bool) -> np.ndarray:
         """Keys (or ids) of `run` at the given rows, mapping one slice at a time."""
@@ -394,7 +621,7 @@ class BandIndex:
         starts = pages[np.flatnonzero(np.diff(pages, prepend=-2) != 1)]
         ends = pages[np.flatnonzero(np.diff(pages, append=pages[-1] + 2) != 1)] + 1
         ranges = list(zip((starts * PAGE).tolist(), ((ends - starts) * PAGE).tolist(), strict=True))
-        _will_need(self._paths(run.name)[1 if ids else 0], ranges)
+        _advise(self._paths(run.name)[1 if ids else 0], ranges, "WILLNEED")
 
     # ------------------------------------------------------------------ storage
     def _paths(self, name: str) -> tuple[Path, ...]:
@@ -457,12 +684,13 @@ class BandIndex:
         name = f"run-{uuid.uuid4().hex[:16]}"
         return _Output(name, rows, None if self.directory is None else self._paths(name))
 
-    def _drop(self, run: _Run) -> None:
+    def _drop(self, run: _Run | _Output) -> None:
         if self.directory is not None:
             for path in self._paths(run.name):
                 path.unlink(missing_ok=True)
 
     def _reset(self) -> None:
+        self._halt()
         for run in self.runs:
             self._drop(run)
         self.runs, self.rows, self.next_rowid, self.tail = [], 0, 0, None
@@ -482,10 +710,38 @@ class BandIndex:
             "runs": [
                 {"name": run.name, "rows": run.rows, "checksum": run.checksum} for run in self.runs
             ],
+            # a background merge: where the last process stopped it (its files hold that much)
+            "merge": None if self.merging is None else self.merging.saved,
         }
         tmp = self.directory / f"{MANIFEST}.tmp"
         tmp.write_text(json.dumps(manifest))
         os.replace(tmp, self.directory / MANIFEST)
+
+    def _resume(self, entry: dict[str, Any]) -> _Merge | None:
+        """The merge the manifest notes as stopped part way, its output files cut back to
+        that point; None when it cannot carry on (it then starts again when due)."""
+        try:
+            names = [run.name for run in self.runs]
+            at = names.index(str(entry["older"]))
+            if names[at + 1 : at + 2] != [str(entry["newer"])]:
+                raise ValueError("its runs are not neighbours")
+            older, newer = self.runs[at], self.runs[at + 1]
+            older_at, newer_at = int(entry["older_at"]), int(entry["newer_at"])
+            if not (0 <= older_at <= older.rows and 0 <= newer_at <= newer.rows):
+                raise ValueError(f"it stopped at rows {older_at} and {newer_at}")
+            name = str(entry["output"])
+            out = _Output(
+                name,
+                older.rows + newer.rows,
+                self._paths(name),
+                written=older_at + newer_at,
+                checksum=int(entry["checksum"]),
+                next_bucket=int(entry["next_bucket"]),
+            )
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            log.warning("LSH band index: a merge cannot carry on (%s); it starts again", exc)
+            return None
+        return _Merge(older, newer, out, older_at, newer_at, saved=entry)
 
     def _load(self) -> None:
         assert self.directory is not None
@@ -522,6 +778,10 @@ class BandIndex:
             self.runs, self.rows = runs, rows
             self.next_rowid = int(manifest["next_rowid"])
             self.tail = None if tail is None else [int(value) for value in tail]
+            # a merge's files are cut back to where it stopped; after a restart they may hold
+            # less, and it starts again
+            if manifest.get("merge") and not restarted:
+                self.merging = self._resume(manifest["merge"])
             if restarted:
                 self._save()
         except FileNotFoundError as exc:
@@ -532,20 +792,23 @@ class BandIndex:
         # files of runs not in the manifest (a merge or a write cut short, an older layout)
         # and fingerprints being written again when a check was cut short
         known = {run.name for run in self.runs}
+        if self.merging is not None:
+            known.add(self.merging.out.name)
         for file in self.directory.glob("run-*"):
             if file.name.split(".")[0] not in known or file.suffix == ".tmp":
                 file.unlink(missing_ok=True)
 
 
-def _will_need(path: Path, ranges: list[tuple[int, int]]) -> None:
-    """Ask the OS to read these (offset, length) ranges of the file (length 0: to its end)
-    into its page cache, without waiting for them."""
+def _advise(path: Path, ranges: list[tuple[int, int]], advice: str) -> None:
+    """Tell the OS of these (offset, length) ranges of the file (length 0: to its end) that
+    they will be read soon (WILLNEED: read them into the page cache, without waiting for them)
+    or not again soon (DONTNEED: let their pages go)."""
     if not hasattr(os, "posix_fadvise"):
         return
     fd = os.open(path, os.O_RDONLY)
     try:
         for offset, length in ranges:
-            os.posix_fadvise(fd, int(offset), int(length), os.POSIX_FADV_WILLNEED)
+            os.posix_fadvise(fd, int(offset), int(length), getattr(os, f"POSIX_FADV_{advice}"))
     finally:
         os.close(fd)
 
@@ -559,14 +822,17 @@ def _add_checksum(total: int, keys: np.ndarray, ids: np.ndarray) -> int:
 class _Prints:
     """A run's fingerprints and bucket starts, made from its keys as they go by in order."""
 
-    def __init__(self, rows: int, paths: tuple[Path, ...] | None):
+    def __init__(
+        self, rows: int, paths: tuple[Path, ...] | None, written: int = 0, next_bucket: int = 0
+    ):
         self.rows, self.paths = rows, paths
         self.bits = _bucket_bits(rows)
         self.dtype = _dir_dtype(rows)
-        self.written = 0
-        self.next_bucket = 0  # the first bucket whose start is not written yet
+        self.written = written
+        self.next_bucket = next_bucket  # the first bucket whose start is not written yet
         self.parts: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
-        self.files = None if paths is None else [open(path, "wb") for path in paths]
+        sizes = [written * 2, next_bucket * self.dtype.itemsize]
+        self.files = None if paths is None else _open_at(paths, sizes)
 
     def write(self, keys: np.ndarray) -> None:
         buckets = _buckets(np.asarray(keys), self.bits)
@@ -605,15 +871,30 @@ class _Prints:
 
 
 class _Output:
-    """A run being written, slice by slice."""
+    """A run being written, slice by slice; or carried on from where its files were left
+    (`written` rows, with their checksum, and bucket starts up to `next_bucket`)."""
 
-    def __init__(self, name: str, rows: int, paths: tuple[Path, ...] | None):
+    def __init__(
+        self,
+        name: str,
+        rows: int,
+        paths: tuple[Path, ...] | None,
+        written: int = 0,
+        checksum: int = 0,
+        next_bucket: int = 0,
+    ):
         self.name, self.rows, self.paths = name, rows, paths
-        self.written = 0
-        self.checksum = 0
+        self.written = written
+        self.checksum = checksum
         self.parts: list[tuple[np.ndarray, np.ndarray]] = []
-        self.files = None if paths is None else [open(path, "wb") for path in paths[:2]]
-        self.prints = _Prints(rows, None if paths is None else paths[2:])
+        self.files = None if paths is None else _open_at(paths[:2], [written * 8] * 2)
+        try:
+            prints = None if paths is None else paths[2:]
+            self.prints = _Prints(rows, prints, written, next_bucket)
+        except BaseException:
+            for handle in self.files or []:
+                handle.close()
+            raise
 
     def write(self, keys: np.ndarray, ids: np.ndarray) -> None:
         self.written += len(keys)
@@ -641,12 +922,37 @@ class _Output:
             _close(handle)
         return _Run(self.name, self.rows, self.checksum)
 
+    def pause(self) -> None:
+        """Flush and close the files, to be carried on from by another `_Output`."""
+        for handle in [*(self.files or []), *(self.prints.files or [])]:
+            handle.close()
+
     def abort(self) -> None:
         self.prints.abort()
         if self.files is not None and self.paths is not None:
             for handle, path in zip(self.files, self.paths[:2], strict=True):
                 handle.close()
                 path.unlink(missing_ok=True)
+
+
+def _open_at(paths: tuple[Path, ...], sizes: list[int]) -> list[Any]:
+    """The files opened for appending after their first `sizes` bytes (cut back to that; a
+    size of 0 makes a new file)."""
+    handles: list[Any] = []
+    try:
+        for path, size in zip(paths, sizes, strict=True):
+            if size:
+                if path.stat().st_size < size:
+                    raise ValueError(f"{path.name} holds fewer than {size} bytes")
+                os.truncate(path, size)
+                handles.append(open(path, "ab"))
+            else:
+                handles.append(open(path, "wb"))
+    except BaseException:
+        for handle in handles:
+            handle.close()
+        raise
+    return handles
 
 
 def _close(handle: Any) -> None:

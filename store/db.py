@@ -100,6 +100,8 @@ class Store:
             self.migrate()
 
     def close(self) -> None:
+        if self._band_index is not None:
+            self._band_index.close()  # a background merge stops where the next opening resumes
         self.con.close()
 
     def sql(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -295,3 +298,276 @@ def test_after_a_machine_restart_runs_are_checked_against_their_checksums(
         assert restarted.band_index.runs == []
         assert sorted(restarted.candidate_pairs(new, 1000)) == _reference(restarted, new)
         assert restarted.band_index.rows == restarted.sql("SELECT count(*) FROM lsh_bands")[0][0]
+
+
+# ---------------------------------------------------------------- merges in the background
+class _Held:
+    """Holds the background merge thread at the start of its `step`-th step, until released
+    (or told to stop), so a test can act while a merge is under way."""
+
+    def __init__(self, monkeypatch, step: int = 1):
+        self.step, self.calls = step, 0
+        self.entered, self.gate = threading.Event(), threading.Event()
+        self.index: BandIndex | None = None
+        self.real = real = BandIndex._merge_step
+
+        def held(index, *args):
+            if threading.current_thread().name == "band-index-merge":
+                self.calls += 1
+                if self.calls == self.step:
+                    self.index = index
+                    self.entered.set()
+                    while not self.gate.wait(0.01):
+                        if index.merging is not None and index.merging.stop.is_set():
+                            break
+            return real(index, *args)
+
+        monkeypatch.setattr(BandIndex, "_merge_step", held)
+
+    def wait_entered(self) -> None:
+        assert self.entered.wait(10), "the background merge never started"
+
+
+@pytest.fixture
+def background(small_slices, monkeypatch):
+    """Merges into more than 100 rows run in the background (runs of 30 rows: the fourth
+    run added starts one)."""
+    monkeypatch.setattr(band_index, "INLINE_ROWS", 100)
+
+
+def _fill(index: BandIndex, rng: np.random.Generator, runs: int, rows: int = 30):
+    """`runs` runs of random keys (some repeated) added to the index; returns all rows."""
+    pool = band_keys(np.zeros(80, np.uint8), np.arange(80, dtype=np.uint64))
+    all_keys, all_ids = [], []
+    for _ in range(runs):
+        keys = pool[rng.integers(0, 80, rows)]
+        ids = np.arange(rows, dtype=np.int64) + index.rows
+        order = np.argsort(keys, kind="stable")
+        index._add(keys[order], ids[order], next_rowid=index.rows + rows, tail=None)
+        all_keys.append(keys)
+        all_ids.append(ids)
+    return np.concatenate(all_keys), np.concatenate(all_ids), pool
+
+
+def _check_lookups(index: BandIndex, keys, ids, pool) -> None:
+    wanted = np.unique(np.concatenate([pool[::3], pool[:10] ^ np.uint64(1)]))
+    at, found = index.lookup(wanted)
+    got = sorted(zip(wanted[at].tolist(), found.tolist(), strict=True))
+    expected = sorted(
+        (int(k), int(i)) for k, i in zip(keys, ids, strict=True) if np.isin(k, wanted)
+    )
+    assert got and got == expected
+
+
+def _check_runs(index: BandIndex, directory: Path) -> None:
+    """Each run's files hold its rows sorted, its checksum, and the fingerprints and bucket
+    starts its keys give; no other run files are left."""
+    for run in index.runs:
+        keys, ids = index._slice(run, 0, run.rows)
+        assert np.all(keys[:-1] <= keys[1:])
+        assert band_index._add_checksum(0, keys, ids) == run.checksum
+        prints = band_index._Prints(run.rows, None)
+        prints.write(keys)
+        fp, starts = prints.close()
+        assert np.array_equal(np.fromfile(directory / f"{run.name}.fp", np.uint16), fp)
+        assert np.array_equal(np.fromfile(directory / f"{run.name}.dir", starts.dtype), starts)
+    names = {path.name.split(".")[0] for path in directory.glob("run-*")}
+    assert names == {run.name for run in index.runs}
+
+
+def test_lookups_go_on_during_a_background_merge(tmp_path, background, monkeypatch):
+    held = _Held(monkeypatch)
+    rng = np.random.default_rng(31)
+    directory = tmp_path / "idx"
+    index = BandIndex(directory)
+    keys, ids, pool = _fill(index, rng, 4)
+    held.wait_entered()
+    job = index.merging
+    assert job is not None and job.rows == 120
+    assert job.older in index.runs and job.newer in index.runs
+    _check_lookups(index, keys, ids, pool)  # from the two runs being merged
+    more_keys, more_ids, _ = _fill(index, rng, 3)  # merges of the newer runs go on meanwhile
+    keys, ids = np.concatenate([keys, more_keys]), np.concatenate([ids, more_ids])
+    assert len(index.runs) == 4  # the two being merged, and the newer ones merged as usual
+    assert index.merging is job
+    _check_lookups(index, keys, ids, pool)
+    held.gate.set()
+    index.wait()
+    assert index.merging is None
+    assert job.older not in index.runs and job.newer not in index.runs
+    levels = [band_index._level(run.rows) for run in index.runs]
+    assert levels == sorted(set(levels), reverse=True)
+    assert sum(run.rows for run in index.runs) == index.rows == 210
+    _check_lookups(index, keys, ids, pool)
+    _check_runs(index, directory)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert manifest["merge"] is None
+    assert [run["name"] for run in manifest["runs"]] == [run.name for run in index.runs]
+
+
+def _stopped_part_way(tmp_path: Path, monkeypatch) -> tuple[Path, np.ndarray, np.ndarray, Any]:
+    """An index closed while a background merge was at its third step."""
+    held = _Held(monkeypatch, step=3)
+    directory = tmp_path / "idx"
+    index = BandIndex(directory)
+    keys, ids, pool = _fill(index, np.random.default_rng(37), 4)
+    held.wait_entered()
+    index.close()  # tells the held step to stop; it stops before the next
+    assert not held.gate.is_set()
+    manifest = json.loads((directory / "manifest.json").read_text())
+    merge = manifest["merge"]
+    assert 0 < merge["older_at"] + merge["newer_at"] < 120  # three steps of up to 14 rows
+    assert [run["name"] for run in manifest["runs"]][-2:] == [merge["older"], merge["newer"]]
+    monkeypatch.setattr(BandIndex, "_merge_step", held.real)  # not held any more
+    return directory, keys, ids, pool
+
+
+def test_a_background_merge_stopped_by_close_carries_on_in_the_next_process(
+    tmp_path, background, monkeypatch
+):
+    directory, keys, ids, pool = _stopped_part_way(tmp_path, monkeypatch)
+    merge = json.loads((directory / "manifest.json").read_text())["merge"]
+    output = directory / merge["output"]
+    # a process that died after the note would have written more: cut back when carrying on
+    for suffix in (".keys", ".fp"):
+        with open(f"{output}{suffix}", "ab") as more:
+            more.write(bytes(16))
+    index = BandIndex(directory)
+    assert index.merging is not None
+    assert (index.merging.older_at, index.merging.newer_at) == (
+        merge["older_at"],
+        merge["newer_at"],
+    )
+    _check_lookups(index, keys, ids, pool)  # before it carries on
+    index.wait()
+    assert index.merging is None
+    assert [run.rows for run in index.runs] == [120]
+    _check_lookups(index, keys, ids, pool)
+    _check_runs(index, directory)
+    merged, _ = index._slice(index.runs[0], 0, 120)
+    assert np.array_equal(merged, np.sort(keys))
+
+
+def test_a_stopped_merge_is_started_again_after_a_machine_restart(
+    tmp_path, background, monkeypatch
+):
+    directory, keys, ids, pool = _stopped_part_way(tmp_path, monkeypatch)
+    monkeypatch.setattr(band_index, "BOOT_ID", "another-boot")  # its files may hold less
+    index = BandIndex(directory)
+    assert index.merging is None
+    _check_runs(index, directory)  # its output's files are gone
+    index.wait()  # due again: made from the start
+    assert [run.rows for run in index.runs] == [120]
+    _check_lookups(index, keys, ids, pool)
+    _check_runs(index, directory)
+
+
+def test_a_stopped_merge_whose_files_were_lost_starts_again(tmp_path, background, monkeypatch):
+    directory, keys, ids, pool = _stopped_part_way(tmp_path, monkeypatch)
+    merge = json.loads((directory / "manifest.json").read_text())["merge"]
+    path = directory / f"{merge['output']}.ids"
+    path.write_bytes(path.read_bytes()[:-8])
+    index = BandIndex(directory)
+    assert index.merging is None and index.rebuilds == 0
+    index.wait()
+    assert [run.rows for run in index.runs] == [120]
+    _check_lookups(index, keys, ids, pool)
+    _check_runs(index, directory)
+
+
+def test_a_merge_complete_but_not_in_place_at_close_is_put_in_place_next_time(
+    tmp_path, background, monkeypatch
+):
+    directory = tmp_path / "idx"
+    index = BandIndex(directory)
+    with index._lock:  # held as a long lookup would: the merge cannot put its run in place
+        keys, ids, pool = _fill(index, np.random.default_rng(41), 4)
+        job = index.merging
+        assert job is not None
+        deadline = time.monotonic() + 10
+        while job.written < job.rows or job.out.prints.files[0].closed is False:
+            assert time.monotonic() < deadline, "the merge did not finish"
+            time.sleep(0.01)
+        index.close()
+    assert job.saved is not None and job.saved["older_at"] + job.saved["newer_at"] == 120
+    assert len(index.runs) == 2
+    again = BandIndex(directory)
+    assert again.merging is not None and again.merging.written == 120
+    again.wait()
+    assert [run.rows for run in again.runs] == [120]
+    _check_lookups(again, keys, ids, pool)
+    _check_runs(again, directory)
+
+
+def test_a_rebuild_during_a_background_merge_drops_it(tmp_path, background, monkeypatch):
+    held = _Held(monkeypatch)
+    rng = np.random.default_rng(43)
+    directory = tmp_path / "idx"
+    index = BandIndex(directory)
+    _fill(index, rng, 4)
+    held.wait_entered()
+    output = index.merging.out.name
+    with index._lock:
+        index._reset()  # what sync does when lsh_bands no longer matches
+    assert index.merging is None and index.runs == []
+    assert not list(directory.glob(f"{output}*"))
+    keys, ids, pool = _fill(index, rng, 2)
+    _check_lookups(index, keys, ids, pool)
+    _check_runs(index, directory)
+
+
+def test_a_failed_background_merge_is_logged_and_made_again(
+    tmp_path, background, monkeypatch, caplog
+):
+    real = BandIndex._merge_step
+    failures = []
+
+    def failing(index, *args):
+        if threading.current_thread().name == "band-index-merge" and not failures:
+            failures.append(1)
+            raise OSError("disk full")
+        return real(index, *args)
+
+    monkeypatch.setattr(BandIndex, "_merge_step", failing)
+    directory = tmp_path / "idx"
+    index = BandIndex(directory)
+    keys, ids, pool = _fill(index, np.random.default_rng(47), 4)
+    job = index.merging
+    assert job is not None and job.thread is not None
+    job.thread.join()
+    assert isinstance(job.failed, OSError)
+    assert "merging" in caplog.text and "disk full" in caplog.text
+    _check_lookups(index, keys, ids, pool)
+    index.wait()  # made again
+    assert [run.rows for run in index.runs] == [120]
+    _check_lookups(index, keys, ids, pool)
+    _check_runs(index, directory)
+
+
+def test_store_close_stops_a_background_merge_and_the_next_store_carries_on(
+    tmp_path, background, monkeypatch
+):
+    held = _Held(monkeypatch, step=2)
+    rng = np.random.default_rng(53)
+    path = tmp_path / "s.duckdb"
+    store = Store(path)
+    store._insert("lsh_bands", _bands(rng, range(1, 40), 3, 300))
+    new = _bands(rng, range(500, 520), 3, 300)
+    store.candidate_pairs(new, 1000)  # catching up: merges made as they come
+    for first in range(40, 400, 12):  # batches as detection passes add them
+        store._insert("lsh_bands", _bands(rng, range(first, first + 12), 3, 300))
+        store.band_index.sync(store.con)
+        if store.band_index.merging is not None:
+            break
+    held.wait_entered()
+    assert sorted(store.candidate_pairs(new, 1000)) == _reference(store, new)
+    store.close()
+    merge = json.loads((tmp_path / "s.duckdb.bands" / "manifest.json").read_text())["merge"]
+    assert merge is not None and 0 < merge["older_at"] + merge["newer_at"] <= 2 * 14
+    monkeypatch.setattr(BandIndex, "_merge_step", held.real)
+    with Store(path) as again:
+        assert sorted(again.candidate_pairs(new, 1000)) == _reference(again, new)
+        again.band_index.wait()
+        assert again.band_index.merging is None and again.band_index.rebuilds == 0
+        assert sorted(again.candidate_pairs(new, 1000)) == _reference(again, new)
+        _check_runs(again.band_index, tmp_path / "s.duckdb.bands")
