@@ -325,7 +325,7 @@ class BandIndex:
         for at in range(len(self.runs) - 2, -1, -1):
             older, newer = self.runs[at], self.runs[at + 1]
             if _level(older.rows) <= _level(newer.rows):
-                if older not in busy and newer not in busy:
+                if not any(run is older or run is newer for run in busy):
                     return older, newer
         return None
 
