@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from synthetic import machine  # noqa: E402
+from synthetic import machine, peak_rss_mib  # noqa: E402
 
 from store import band_index  # noqa: E402
 
@@ -47,9 +47,7 @@ def merge(directory: Path, merge_rows: int) -> dict[str, float]:
     started = time.perf_counter()
     merged = index._merge(*index.runs[:2])
     took = time.perf_counter() - started
-    with open("/proc/self/status", encoding="ascii") as status:
-        hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
-    return {"rows": merged.rows, "seconds": round(took, 1), "peak_rss_mib": hwm // 1024}
+    return {"rows": merged.rows, "seconds": round(took, 1), "peak_rss_mib": round(peak_rss_mib())}
 
 
 def main() -> None:

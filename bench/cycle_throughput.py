@@ -37,6 +37,7 @@ from synthetic import (  # noqa: E402
     SimulatorProcess,
     cpu_seconds,
     machine,
+    peak_rss_mib,
     subcorpus,
     synthetic_corpus,
 )
@@ -140,14 +141,6 @@ class TreeMemory:
         self._thread.join()
 
 
-def _hwm_mib() -> float:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def _bare(args: tuple[bytes, str]) -> int:
     body, url = args
     return len(extract_article(body, url, "text/html; charset=utf-8").text)
@@ -231,7 +224,7 @@ def main() -> None:
             f"{summary.get('clusters_joined')}/{summary.get('clusters_merged')}"
         )
         print(
-            f"  peak RSS: cycle process {_hwm_mib():.0f} MiB; process tree (with extraction "
+            f"  peak RSS: cycle process {peak_rss_mib():.0f} MiB; process tree (with extraction "
             f"workers) {memory.peak_tree / 1024:.0f} MiB (sampled every 0.2 s)"
         )
         print(

@@ -55,7 +55,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from detection_cost import article_rows  # noqa: E402
-from synthetic import START, machine, synthetic_corpus  # noqa: E402
+from synthetic import START, machine, peak_rss_mib, synthetic_corpus  # noqa: E402
 
 from flows.stages import StageClock, detect  # noqa: E402
 from narratives.detect import sign_text  # noqa: E402
@@ -255,8 +255,6 @@ def measure(path: Path, new: int, round_no: int) -> dict[str, object]:
     store.close()
     closed = time.perf_counter() - started
     merge_after = _merge_state(index)
-    with open("/proc/self/status", encoding="ascii") as status:
-        hwm = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
     return {
         "stored": stored,
         "band_rows": band_rows,
@@ -266,7 +264,7 @@ def measure(path: Path, new: int, round_no: int) -> dict[str, object]:
         "pairs": found.pairs_checked,
         "joined": found.clusters_joined,
         "stages": {k: round(v, 3) for k, v in clock.seconds.items()},
-        "peak_rss_mib": round(hwm / 1024),
+        "peak_rss_mib": round(peak_rss_mib()),
         "index_runs": f"{len(runs_before)} -> {len(runs_after)}",
         "index_mib": round(index_mib),
         "index_rebuilds": index.rebuilds,

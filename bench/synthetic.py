@@ -59,7 +59,19 @@ def machine() -> str:
 
 
 def peak_rss_mib(children: bool = False) -> float:
-    """Peak resident set of this process (or of its largest waited-for child), in MiB."""
+    """Peak resident set of this process (or of its largest waited-for child), in MiB.
+
+    This process's own comes from VmHWM where Linux gives it: getrusage's peak for a process
+    started by another carries over the starting process's peak (Linux keeps it across exec),
+    which would make a measuring subprocess look as large as the bench that started it."""
+    if not children:
+        try:
+            with open("/proc/self/status", encoding="ascii") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
     who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
     return resource.getrusage(who).ru_maxrss / 1024
 
