@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
+import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from pydantic import ValidationError
 
 from ingest.config import (
     DEFAULT_USER_AGENT,
@@ -16,9 +17,11 @@ from ingest.config import (
     OutletsConfig,
     ScheduleSettings,
     load_outlets,
+    outlets_json_schema,
     parse_outlets,
     slugify,
     with_fetch,
+    with_schedule,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -110,9 +113,14 @@ def test_valid_file_parses_into_frozen_settings(tmp_path: Path) -> None:
         "http://daily.example.com/world/rss.xml": daily,
         "https://frontier.example.org/feed/": frontier,
     }
-    for frozen in (config, config.fetch, config.schedule, daily):
-        with pytest.raises(dataclasses.FrozenInstanceError):
-            frozen.source = "changed"  # type: ignore[misc]
+    for frozen, attribute in (
+        (config, "source"),
+        (config.fetch, "timeout_seconds"),
+        (config.schedule, "report_cron"),
+        (daily, "name"),
+    ):
+        with pytest.raises(ValidationError, match="frozen"):
+            setattr(frozen, attribute, "changed")
 
 
 def test_defaults_when_tables_are_absent(tmp_path: Path) -> None:
@@ -165,131 +173,324 @@ def test_invalid_toml(tmp_path: Path) -> None:
 
 
 OUTLET_A = '[[outlets]]\nname = "Alpha"\nfeeds = ["https://a.example/feed"]\n'
+FETCH_KEYS = (
+    "known keys: max_attempts_per_article, max_bytes, max_redirects, per_host_concurrency, "
+    "timeout_seconds, total_concurrency, transient_retries, user_agent"
+)
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        pytest.param("allow_private_hosts = false\n", r"at least one \[\[outlets\]\]", id="none"),
-        pytest.param("outlets = []\n", r"at least one \[\[outlets\]\]", id="empty-list"),
+        # unknown keys, with the key meant when one is close
+        pytest.param(
+            OUTLET_A
+            + '[[outlets]]\nname = "Beta"\nfeeds = ["https://b.example/f"]\n'
+            + '[[outlets]]\nname = "Dawn"\nfeed = ["https://www.dawn.com/feeds/home"]\n',
+            "unknown key 'feed' in [[outlets]] #3 'Dawn'; did you mean 'feeds'?",
+            id="feed-for-feeds",
+        ),
+        pytest.param(
+            "alow_private_hosts = true\n" + OUTLET_A,
+            "unknown key 'alow_private_hosts' at the top of the file; "
+            "did you mean 'allow_private_hosts'?",
+            id="misspelt-top-level",
+        ),
+        pytest.param(
+            "[fetch]\ntimeout = 5\n" + OUTLET_A,
+            "unknown key 'timeout' in [fetch]; did you mean 'timeout_seconds'?",
+            id="misspelt-fetch",
+        ),
+        pytest.param(
+            "[schedule]\ncron = '0 6 * * *'\n" + OUTLET_A,
+            "unknown key 'cron' in [schedule]; known keys: feeds_interval_minutes, report_cron",
+            id="unknown-schedule",
+        ),
+        pytest.param(
+            "[fetch]\nproxy = 'x'\n" + OUTLET_A,
+            f"unknown key 'proxy' in [fetch]; {FETCH_KEYS}",
+            id="unknown-fetch",
+        ),
+        pytest.param(
+            "[fetc]\ntimeout_seconds = 5\n" + OUTLET_A,
+            "unknown key 'fetc' at the top of the file; did you mean 'fetch'?",
+            id="misspelt-table",
+        ),
+        pytest.param(
+            '[[outlets]]\nname = "Alpha"\noutlet_id = "a"\nfeeds = ["https://a.example/f"]\n',
+            "unknown key 'outlet_id' in [[outlets]] #1 'Alpha'; known keys: category, country, "
+            "feeds, homepage, kind, name, slug",
+            id="internal-name-is-not-a-key",
+        ),
+        pytest.param(
+            "[fetch]\nallow_private_hosts = true\n" + OUTLET_A,
+            "'allow_private_hosts' in [fetch] belongs at the top of the file; "
+            "move it above the first table",
+            id="allow-private-in-fetch",
+        ),
+        # missing outlets, names and feeds
+        pytest.param(
+            "allow_private_hosts = false\n",
+            "needs at least one [[outlets]] table with name and feeds",
+            id="none",
+        ),
+        pytest.param(
+            "outlets = []\n", "needs at least one [[outlets]] table with name and feeds", id="empty"
+        ),
+        pytest.param(
+            "[outlets]\nname = 'x'\n",
+            "needs at least one [[outlets]] table with name and feeds",
+            id="single-brackets",
+        ),
         pytest.param(
             '[[outlets]]\nfeeds = ["https://a.example/feed"]\n',
-            r"outlet #1: 'name' is required",
+            "[[outlets]] #1 has no 'name'; add e.g. name = \"Dawn\"",
             id="no-name",
         ),
         pytest.param(
             OUTLET_A + '[[outlets]]\nname = "  "\nfeeds = ["https://b.example/feed"]\n',
-            r"outlet #2: 'name' is required",
+            "'name' in [[outlets]] #2: must not be empty; write the outlet's name, "
+            'e.g. name = "Dawn"',
             id="blank-name",
         ),
         pytest.param(
             '[[outlets]]\nname = "Alpha"\n',
-            r"outlet 'Alpha': 'feeds' must be a list of feed URLs",
+            "[[outlets]] #1 'Alpha' has no 'feeds'; "
+            'add e.g. feeds = ["https://www.dawn.com/feeds/home"]',
             id="feeds-missing",
         ),
         pytest.param(
             '[[outlets]]\nname = "Alpha"\nfeeds = 3\n',
-            r"outlet 'Alpha': 'feeds' must be a list of feed URLs",
+            "'feeds' in [[outlets]] #1 'Alpha' must be a list of feed URLs, got 3; "
+            'e.g. feeds = ["https://www.dawn.com/feeds/home"]',
             id="feeds-not-a-list",
         ),
         pytest.param(
             '[[outlets]]\nname = "Alpha"\nfeeds = []\n',
-            r"outlet 'Alpha': 'feeds' must be a list of feed URLs",
+            "'feeds' in [[outlets]] #1 'Alpha' is empty; "
+            'add e.g. feeds = ["https://www.dawn.com/feeds/home"]',
             id="feeds-empty",
         ),
+        # feed URLs
         pytest.param(
-            '[[outlets]]\nname = "Alpha"\nfeeds = ["ftp://a.example/feed"]\n',
-            r"outlet 'Alpha': feed URL 'ftp://a.example/feed' must be an absolute http\(s\) URL",
+            '[[outlets]]\nname = "Alpha"\nfeeds = ["https://a.example/", "ftp://a.example/f"]\n',
+            "feed #2 in [[outlets]] #1 'Alpha': 'ftp://a.example/f' is not an absolute http(s) "
+            "URL; write the full address, e.g. 'https://example.org/feed.xml'",
             id="ftp-feed",
         ),
         pytest.param(
             '[[outlets]]\nname = "Alpha"\nfeeds = ["/relative/feed.xml"]\n',
-            r"must be an absolute http\(s\) URL",
+            "feed #1 in [[outlets]] #1 'Alpha': '/relative/feed.xml' is not an absolute http(s)",
             id="relative-feed",
         ),
         pytest.param(
             '[[outlets]]\nname = "Alpha"\nfeeds = [""]\n',
-            r"feed URL must be a non-empty string",
+            "feed #1 in [[outlets]] #1 'Alpha': '' is not an absolute http(s) URL",
             id="empty-feed",
         ),
         pytest.param(
             '[[outlets]]\nname = "Alpha"\nfeeds = [42]\n',
-            r"feed URL must be a non-empty string, got 42",
+            "feed #1 in [[outlets]] #1 'Alpha' must be a string, got 42",
             id="number-feed",
         ),
         pytest.param(
+            '[[outlets]]\nname = "Alpha"\nhomepage = "www.a.example"\nfeeds = ["https://a.example/f"]\n',
+            "'homepage' in [[outlets]] #1 'Alpha': 'www.a.example' is not an absolute http(s) URL",
+            id="homepage-not-a-url",
+        ),
+        pytest.param(
             OUTLET_A + '[[outlets]]\nname = "Beta"\nfeeds = ["https://a.example/feed"]\n',
-            r"outlet 'Beta': feed https://a\.example/feed is already listed by 'Alpha'",
+            "feed https://a.example/feed in [[outlets]] #2 'Beta' is already listed by 'Alpha'; "
+            "list each feed once",
             id="duplicate-feed",
         ),
         pytest.param(
             OUTLET_A + '[[outlets]]\nname = "ALPHA"\nfeeds = ["https://b.example/feed"]\n',
-            r"outlet 'ALPHA': outlet id 'alpha' is used twice; set a unique 'slug'",
+            "outlet id 'alpha' of [[outlets]] #2 'ALPHA' is used by [[outlets]] #1 too; "
+            "set a unique 'slug'",
             id="duplicate-slug",
         ),
         pytest.param(
             '[[outlets]]\nname = "Alpha"\nslug = "Not A Slug"\nfeeds = ["https://a.example/f"]\n',
-            r"'slug' must be lowercase letters, digits and dashes",
+            "'slug' in [[outlets]] #1 'Alpha' must be lowercase letters, digits and dashes, "
+            'got "Not A Slug"; e.g. slug = "dawn"',
             id="bad-slug",
         ),
         pytest.param(
+            '[[outlets]]\nname = "Alpha"\ncountry = 91\nfeeds = ["https://a.example/f"]\n',
+            "'country' in [[outlets]] #1 'Alpha' must be a string, got 91; e.g. country = \"\"",
+            id="country-number",
+        ),
+        pytest.param(
+            'outlets = ["Alpha"]\n',
+            '[[outlets]] #1 must be a table, got "Alpha"',
+            id="outlet-not-a-table",
+        ),
+        # wrong types
+        pytest.param(
             '[fetch]\ntimeout_seconds = "x"\n' + OUTLET_A,
-            r"\[fetch\]: 'timeout_seconds' must be a float, got 'x'",
+            "'timeout_seconds' in [fetch] must be a number, got \"x\"; e.g. timeout_seconds = 20.0",
             id="timeout-string",
         ),
         pytest.param(
             "[fetch]\nmax_bytes = 1.5\n" + OUTLET_A,
-            r"\[fetch\]: 'max_bytes' must be a int, got 1\.5",
+            "'max_bytes' in [fetch] must be a whole number, got 1.5; e.g. max_bytes = 5000000",
             id="max-bytes-float",
         ),
         pytest.param(
             "[fetch]\nper_host_concurrency = true\n" + OUTLET_A,
-            r"\[fetch\]: 'per_host_concurrency' must be a int, got True",
+            "'per_host_concurrency' in [fetch] must be a whole number, got true; "
+            "e.g. per_host_concurrency = 2",
             id="concurrency-bool",
         ),
         pytest.param(
             'allow_private_hosts = "yes"\n' + OUTLET_A,
-            r"'allow_private_hosts' must be a bool, got 'yes'",
+            "'allow_private_hosts' at the top of the file must be true or false, got \"yes\"; "
+            "e.g. allow_private_hosts = false",
             id="allow-private-string",
         ),
         pytest.param(
+            'fetch = "fast"\n' + OUTLET_A,
+            '[fetch] must be a table, got "fast"; write [fetch] on a line of its own',
+            id="fetch-not-table",
+        ),
+        pytest.param(
+            "[schedule]\nreport_cron = 6\n" + OUTLET_A,
+            "'report_cron' in [schedule] must be a string, got 6; e.g. report_cron = \"0 6 * * *\"",
+            id="cron-number",
+        ),
+        # out of range
+        pytest.param(
             "[fetch]\ntimeout_seconds = 0\n" + OUTLET_A,
-            r"\[fetch\]: timeout_seconds and max_bytes must be positive",
+            "'timeout_seconds' in [fetch] must be greater than 0, got 0; "
+            "e.g. timeout_seconds = 20.0",
             id="timeout-zero",
         ),
         pytest.param(
             "[fetch]\ntimeout_seconds = -2.5\n" + OUTLET_A,
-            r"timeout_seconds and max_bytes must be positive",
+            "'timeout_seconds' in [fetch] must be greater than 0, got -2.5",
             id="timeout-negative",
         ),
         pytest.param(
+            "[fetch]\ntimeout_seconds = inf\n" + OUTLET_A,
+            "'timeout_seconds' in [fetch] must be a finite number, got inf",
+            id="timeout-infinite",
+        ),
+        pytest.param(
             "[fetch]\nper_host_concurrency = 0\n" + OUTLET_A,
-            r"concurrency limits must be at least 1",
+            "'per_host_concurrency' in [fetch] must be at least 1, got 0; "
+            "e.g. per_host_concurrency = 2",
             id="concurrency-zero",
         ),
         pytest.param(
-            'fetch = "fast"\n' + OUTLET_A,
-            r"\[fetch\] must be a table",
-            id="fetch-not-table",
+            "[fetch]\ntotal_concurrency = -4\n" + OUTLET_A,
+            "'total_concurrency' in [fetch] must be at least 1, got -4",
+            id="total-concurrency-negative",
+        ),
+        pytest.param(
+            "[fetch]\nmax_redirects = -1\n" + OUTLET_A,
+            "'max_redirects' in [fetch] must be at least 0, got -1; e.g. max_redirects = 5",
+            id="redirects-negative",
+        ),
+        pytest.param(
+            "[fetch]\nmax_attempts_per_article = 0\n" + OUTLET_A,
+            "'max_attempts_per_article' in [fetch] must be at least 1, got 0",
+            id="attempts-zero",
+        ),
+        pytest.param(
+            '[fetch]\nuser_agent = "a\\nb"\n' + OUTLET_A,
+            "'user_agent' in [fetch] must be one line of printable text",
+            id="user-agent-newline",
         ),
         pytest.param(
             "[schedule]\nfeeds_interval_minutes = 0\n" + OUTLET_A,
-            r"\[schedule\]: feeds_interval_minutes must be positive",
+            "'feeds_interval_minutes' in [schedule] must be greater than 0, got 0; "
+            "e.g. feeds_interval_minutes = 15.0",
             id="interval-zero",
         ),
+        # crons
         pytest.param(
-            "[schedule]\nreport_cron = 6\n" + OUTLET_A,
-            r"\[schedule\]: 'report_cron' must be a str, got 6",
-            id="cron-number",
+            "[schedule]\nreport_cron = '61 6 * * *'\n" + OUTLET_A,
+            "'report_cron' in [schedule]: '61 6 * * *' is not a valid cron expression "
+            "(bad minute); write five fields, minute hour day month weekday, "
+            'e.g. "0 6 * * *"',
+            id="cron-bad-minute",
+        ),
+        pytest.param(
+            "[schedule]\nreport_cron = '0 6 * *'\n" + OUTLET_A,
+            "'0 6 * *' is not a valid cron expression (has 4 fields, not 5)",
+            id="cron-four-fields",
+        ),
+        pytest.param(
+            "[schedule]\nreport_cron = '0 0 6 * * *'\n" + OUTLET_A,
+            "(has 6 fields, not 5)",
+            id="cron-seconds-field",
+        ),
+        pytest.param(
+            "[schedule]\nreport_cron = '0 6 31 2 *'\n" + OUTLET_A,
+            "'0 6 31 2 *' is not a valid cron expression (bad day-of-month)",
+            id="cron-never-fires",
+        ),
+        pytest.param(
+            "[schedule]\nreport_cron = 'daily'\n" + OUTLET_A,
+            "'daily' is not a valid cron expression (has 1 fields, not 5)",
+            id="cron-word",
         ),
     ],
 )
 def test_config_errors(tmp_path: Path, text: str, expected: str) -> None:
     path = write(tmp_path, text)
-    with pytest.raises(ConfigError, match=expected) as info:
+    with pytest.raises(ConfigError) as info:
         load_outlets(path)
-    assert str(path) in str(info.value)  # every message says which file is wrong
+    message = str(info.value)
+    assert message.startswith(f"{path}: ")  # every message says which file is wrong
+    assert expected in message
+    assert "\n" not in message  # one line
     assert isinstance(info.value, ValueError)
+
+
+def test_a_misspelt_key_is_one_problem_and_other_problems_are_counted(tmp_path: Path) -> None:
+    text = (
+        "[fetch]\ntimeout_seconds = 0\nper_host_concurrency = 0\n"
+        '[[outlets]]\nname = "Dawn"\nfeed = ["https://www.dawn.com/feeds/home"]\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_outlets(write(tmp_path, text))
+    # the unknown key comes first; "feeds" missing is the same mistake and is not counted
+    assert str(info.value).endswith(
+        "unknown key 'feed' in [[outlets]] #1 'Dawn'; did you mean 'feeds'? (and 2 more problems)"
+    )
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe[[outlets]]")
+    with pytest.raises(ConfigError, match=r"binary\.toml: not UTF-8 text"):
+        load_outlets(binary)
+    with pytest.raises(ConfigError, match="is a folder, not an outlets file"):
+        load_outlets(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "cron", ["0 6 * * *", "*/15 * * * *", "30 5 * * mon-fri", "0 0 1 jan *", "0 6 L * *"]
+)
+def test_crons_accepted_at_load_are_accepted_by_prefect(tmp_path: Path, cron: str) -> None:
+    from prefect.client.schemas.schedules import CronSchedule
+
+    config = load_outlets(write(tmp_path, f"[schedule]\nreport_cron = {cron!r}\n{MINIMAL}"))
+    assert config.schedule.report_cron == cron
+    assert CronSchedule(cron=cron).cron == cron  # serve hands it to Prefect as it is
+
+
+def test_with_fetch_and_with_schedule_check_what_they_change(tmp_path: Path) -> None:
+    config = load_outlets(write(tmp_path, MINIMAL))
+    with pytest.raises(ConfigError, match=r"'timeout_seconds' in \[fetch\] must be greater"):
+        with_fetch(config, timeout_seconds=0)
+    with pytest.raises(ConfigError, match=r"'report_cron' in \[schedule\]: 'x' is not a valid"):
+        with_schedule(config, report_cron="x")
+    changed = with_schedule(config, feeds_interval_minutes=2)
+    assert changed.schedule == ScheduleSettings(feeds_interval_minutes=2.0)
+    assert config.schedule == ScheduleSettings()
 
 
 def test_parse_outlets_names_its_source() -> None:
@@ -306,3 +507,60 @@ def test_repository_seed_outlets_load() -> None:
         assert any(urlsplit(feed).scheme == "https" for feed in outlet.feeds), outlet.name
     ids = [outlet.outlet_id for outlet in config.outlets]
     assert len(set(ids)) == len(ids)
+
+
+def _schema_errors(data: dict) -> list[str]:
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(outlets_json_schema())
+    return [error.message for error in validator.iter_errors(data)]
+
+
+def test_json_schema_is_valid_and_accepts_the_shipped_outlets_files() -> None:
+    import jsonschema
+
+    from simulator.corpus import DEMO_ROOT, load_corpus
+    from simulator.server import OutletSimulator
+
+    schema = outlets_json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["required"] == ["outlets"]
+    assert schema["additionalProperties"] is False
+    assert "allow_private_hosts" in schema["properties"]
+    assert "allow_private_hosts" not in schema["$defs"]["FetchSettings"]["properties"]
+    assert "slug" in schema["$defs"]["Outlet"]["properties"]
+
+    seeds = tomllib.loads((REPO / "seeds" / "outlets.toml").read_text(encoding="utf-8"))
+    assert _schema_errors(seeds) == []
+    # the outlets file `narratrace demo` writes for the simulated outlets
+    with OutletSimulator(load_corpus(DEMO_ROOT)) as simulator:
+        demo = simulator.outlets_toml(extra="[fetch]\ntimeout_seconds = 5")
+    assert _schema_errors(tomllib.loads(demo)) == []
+    assert _schema_errors(tomllib.loads(VALID)) == []
+    # seeds/demo/outlets.toml describes the simulator's outlets, not an outlets file: both the
+    # schema and the loader turn it down
+    simulator_file = REPO / "seeds" / "demo" / "outlets.toml"
+    assert _schema_errors(tomllib.loads(simulator_file.read_text(encoding="utf-8")))
+    with pytest.raises(ConfigError, match="unknown key 'feed_format'"):
+        load_outlets(simulator_file)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "alow_private_hosts = true\n" + OUTLET_A,
+        '[[outlets]]\nname = "Dawn"\nfeed = ["https://www.dawn.com/feeds/home"]\n',
+        "[fetch]\nmax_bytes = 1.5\n" + OUTLET_A,
+        "[fetch]\nper_host_concurrency = 0\n" + OUTLET_A,
+        "[fetch]\nallow_private_hosts = true\n" + OUTLET_A,
+        "[schedule]\nfeeds_interval_minutes = 0\n" + OUTLET_A,
+        '[[outlets]]\nname = "Alpha"\nslug = "Not A Slug"\nfeeds = ["https://a.example/f"]\n',
+        '[[outlets]]\nname = "Alpha"\nfeeds = ["ftp://a.example/f"]\n',
+        '[[outlets]]\nname = "Alpha"\nfeeds = []\n',
+        "outlets = []\n",
+    ],
+)
+def test_json_schema_turns_down_what_loading_turns_down(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError):
+        load_outlets(write(tmp_path, text))
+    assert _schema_errors(tomllib.loads(text))
