@@ -113,8 +113,10 @@ FeedUrl = Annotated[str, AfterValidator(check_http_url)]
 
 
 class FetchSettings(BaseModel):
-    """[fetch]: how politely and how far fetching goes. `allow_private_hosts` is written at
-    the top of the file but lives here, since fetching is what it limits."""
+    """[fetch]: how politely and how far fetching goes."""
+
+    # allow_private_hosts is written at the top of the file but lives here, since fetching is
+    # what it limits; the other fields are the keys of [fetch].
 
     model_config = _MODEL
 
@@ -226,7 +228,9 @@ class OutletsConfig(BaseModel):
 
 
 class OutletsFile(BaseModel):
-    """The file's top level, as written: what is validated and what the JSON Schema shows."""
+    """A narratrace outlets file: the outlets to poll, how to fetch, when to run."""
+
+    # the top level as written: what a file is validated against and what the JSON Schema shows
 
     model_config = _MODEL | ConfigDict(title="narratrace outlets file")
 
@@ -295,6 +299,7 @@ def load_outlets(path: Path | str) -> OutletsConfig:
         sum(len(o.feeds) for o in config.outlets),
         path,
     )
+    log.debug("%s: %r, %r", path, config.fetch, config.schedule)
     return config
 
 
@@ -319,11 +324,17 @@ def _changed(settings: BaseModel, changes: dict[str, Any], table: str) -> Any:
 
 
 def outlets_json_schema() -> dict[str, Any]:
-    """A JSON Schema (draft 2020-12) of the outlets file, for editors such as taplo."""
-    schema = OutletsFile.model_json_schema(by_alias=True, mode="validation")
+    """A JSON Schema (draft-07, which editors such as taplo and VS Code read) of the outlets
+    file. Crons, duplicate feeds and slugs are checked only when the file is loaded."""
+    schema = OutletsFile.model_json_schema(
+        by_alias=True, mode="validation", ref_template="#/definitions/{model}"
+    )
+    schema["definitions"] = schema.pop("$defs")
     # allow_private_hosts is written at the top of the file, not in [fetch]
-    schema["$defs"]["FetchSettings"]["properties"].pop("allow_private_hosts")
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+    schema["definitions"]["FetchSettings"]["properties"].pop("allow_private_hosts")
+    for table in ("fetch", "schedule"):  # each key's default is shown in its own place
+        schema["properties"][table].pop("default")
+    return {"$schema": "http://json-schema.org/draft-07/schema#", **schema}
 
 
 # ------------------------------------------------------------------------------ messages

@@ -510,8 +510,9 @@ def test_repository_seed_outlets_load() -> None:
 
 
 def _schema_errors(data: dict) -> list[str]:
-    jsonschema = pytest.importorskip("jsonschema")
-    validator = jsonschema.Draft202012Validator(outlets_json_schema())
+    import jsonschema
+
+    validator = jsonschema.Draft7Validator(outlets_json_schema())
     return [error.message for error in validator.iter_errors(data)]
 
 
@@ -522,13 +523,13 @@ def test_json_schema_is_valid_and_accepts_the_shipped_outlets_files() -> None:
     from simulator.server import OutletSimulator
 
     schema = outlets_json_schema()
-    jsonschema.Draft202012Validator.check_schema(schema)
-    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    jsonschema.Draft7Validator.check_schema(schema)
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
     assert schema["required"] == ["outlets"]
     assert schema["additionalProperties"] is False
     assert "allow_private_hosts" in schema["properties"]
-    assert "allow_private_hosts" not in schema["$defs"]["FetchSettings"]["properties"]
-    assert "slug" in schema["$defs"]["Outlet"]["properties"]
+    assert "allow_private_hosts" not in schema["definitions"]["FetchSettings"]["properties"]
+    assert "slug" in schema["definitions"]["Outlet"]["properties"]
 
     seeds = tomllib.loads((REPO / "seeds" / "outlets.toml").read_text(encoding="utf-8"))
     assert _schema_errors(seeds) == []
