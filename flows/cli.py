@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import os
 import signal
 import sys
 from contextlib import nullcontext
 from datetime import date, timedelta
+from enum import StrEnum
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from flows.prefect_env import (
@@ -23,7 +29,13 @@ from flows.prefect_env import (
 apply_offline_defaults()
 
 from flows.cycle import cycle_flow, report_flow, run_cycle  # noqa: E402
-from ingest.config import ConfigError, load_outlets  # noqa: E402
+from ingest.config import (  # noqa: E402
+    ConfigError,
+    check_cron,
+    load_outlets,
+    outlets_json_schema,
+    with_schedule,
+)
 from store.db import Store, StoreError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,13 +44,23 @@ DEFAULT_DB = Path("narratrace.duckdb")
 DEFAULT_REPORTS = Path("reports")
 
 app = typer.Typer(
-    help="narratrace: follow narratives as outlets re-post them. Polls RSS/Atom feeds, "
-    "extracts articles, groups near-duplicate texts into narrative clusters (MinHash + LSH), "
-    "stores everything in DuckDB and writes daily cluster reports.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help is shown as written: "[[outlets]]" is not markup
 )
+config_app = typer.Typer(
+    help="Check an outlets file, or print the JSON Schema of outlets files.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+outlets_app = typer.Typer(
+    help="Read outlets from an OPML file (as feed readers export it), or write them as OPML.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(config_app, name="config")
+app.add_typer(outlets_app, name="outlets")
 console = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True)
 
@@ -58,8 +80,74 @@ NarrativesOpt = Annotated[
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     return typer.Exit(code=1)
+
+
+LOG_LEVELS = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
+
+
+def _count_verbosity(ctx: typer.Context, param: typer.CallbackParam, value: int) -> None:
+    """Set the log level from every -v and -q given so far (before and after the command)."""
+    meta = ctx.find_root().meta
+    step = value if param.name == "verbose" else -value
+    meta["verbosity"] = meta.get("verbosity", 0) + step
+    level = LOG_LEVELS[max(-1, min(2, meta["verbosity"]))]
+    for name in ("", "prefect"):  # narratrace logs to the root logger; Prefect to its own
+        logging.getLogger(name).setLevel(level)
+    os.environ["PREFECT_LOGGING_LEVEL"] = logging.getLevelName(level)  # flow-run subprocesses
+
+
+# every command takes these two (tests/test_cli.py checks that each one does)
+VerboseOpt = Annotated[
+    int,
+    typer.Option(
+        "--verbose",
+        "-v",
+        count=True,
+        expose_value=False,
+        show_default=False,
+        callback=_count_verbosity,
+        help="More log output: -v info, -vv debug (default: warnings and errors).",
+    ),
+]
+QuietOpt = Annotated[
+    int,
+    typer.Option(
+        "--quiet",
+        "-q",
+        count=True,
+        expose_value=False,
+        show_default=False,
+        callback=_count_verbosity,
+        help="Log errors only.",
+    ),
+]
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        console.print(f"narratrace {package_version('narratrace')}", markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_show_version,
+            is_eager=True,
+            help="Print the version of narratrace and exit.",
+        ),
+    ] = False,
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = 0,
+) -> None:
+    """narratrace: follow narratives as outlets re-post them. Polls RSS/Atom feeds, extracts
+    articles, groups near-duplicate texts into narrative clusters (MinHash + LSH), stores
+    everything in DuckDB and writes daily cluster reports."""
 
 
 @app.command()
@@ -76,6 +164,8 @@ def run(
             "server, no flow run record); for quick checks and benchmarks.",
         ),
     ] = False,
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = 0,
 ) -> None:
     """Run one ingestion cycle: poll feeds, fetch and extract new articles, detect narratives,
     store them. Works without a Prefect server (a temporary local one is used)."""
@@ -115,6 +205,8 @@ def report(
         Path, typer.Option("--out", help="Folder for the report files.")
     ] = DEFAULT_REPORTS,
     narratives: NarrativesOpt = None,
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = 0,
 ) -> None:
     """Write one day's cluster report as HTML, Markdown and CSV."""
     try:
@@ -154,22 +246,33 @@ def serve(
             'file [schedule] report_cron ("0 6 * * *").'
         ),
     ] = None,
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = 0,
 ) -> None:
     """Run cycles and daily reports on a schedule (Prefect serve). Uses PREFECT_API_URL when
     set; otherwise starts a local Prefect server on 127.0.0.1 and stops it on exit."""
-    import os
-
     from prefect import serve as prefect_serve
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.server import LocalPrefectServer, ServerError
 
+    if interval_minutes is not None and not 0 < interval_minutes < math.inf:
+        raise _fail(f"--interval-minutes must be greater than 0, got {interval_minutes:g}")
+    if report_cron is not None:
+        try:
+            check_cron(report_cron)
+        except ValueError as exc:
+            raise _fail(f"--report-cron: {exc}") from None
+    overrides = {"feeds_interval_minutes": interval_minutes, "report_cron": report_cron}
     try:
         config = load_outlets(outlets)
+        schedule = with_schedule(
+            config, **{key: value for key, value in overrides.items() if value is not None}
+        ).schedule
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    interval = interval_minutes or config.schedule.feeds_interval_minutes
-    cron = report_cron or config.schedule.report_cron
+    interval = schedule.feeds_interval_minutes
+    cron = schedule.report_cron
     server = None
     if not os.environ.get("PREFECT_API_URL"):
         console.print("starting a local Prefect server on 127.0.0.1 ...")
@@ -227,6 +330,8 @@ def demo(
             "across runs, since article URLs include it."
         ),
     ] = 8765,
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = 0,
 ) -> None:
     """Run the bundled demo offline: start the outlet simulator on 127.0.0.1, run a cycle at
     every simulated release slot over the demo corpus, and write the daily reports."""
@@ -272,6 +377,8 @@ def simulate(
     day_seconds: Annotated[
         float, typer.Option(help="Real seconds per simulated corpus day.")
     ] = 60.0,
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = 0,
 ) -> None:
     """Serve the demo corpus with the outlet simulator, advancing one corpus day every
     --day-seconds, until interrupted."""
@@ -280,11 +387,160 @@ def simulate(
     simulator_main(["--port", str(port), "--day-seconds", str(day_seconds)])
 
 
+@config_app.command("check")
+def config_check(
+    path: Annotated[Path, typer.Argument(help="The outlets file to check.", show_default=False)],
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = 0,
+) -> None:
+    """Validate an outlets file without running anything: every key known, every value of
+    the right type and range, every feed an http(s) URL listed once, a valid report_cron.
+    Prints a one-line summary, or the first problem in one line and exits with 1."""
+    try:
+        config = load_outlets(path)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    feeds = sum(len(outlet.feeds) for outlet in config.outlets)
+    console.print(
+        f"{path}: valid; {len(config.outlets)} outlets, {feeds} feeds; "
+        f"cycle every {config.schedule.feeds_interval_minutes:g} min, "
+        f"report on cron '{config.schedule.report_cron}'",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@config_app.command("schema")
+def config_schema(
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = 0,
+) -> None:
+    """Print the JSON Schema of outlets files, for editors that check TOML against one (taplo,
+    Even Better TOML): save it and put "#:schema ./outlets.schema.json" on the first line of
+    the outlets file."""
+    print(json.dumps(outlets_json_schema(), indent=2, ensure_ascii=False))
+
+
+class OutletsFormat(StrEnum):
+    opml = "opml"
+
+
+@outlets_app.command("import")
+def outlets_import(
+    file: Annotated[
+        Path, typer.Argument(help="OPML file, as feed readers export it.", show_default=False)
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write a new outlets file here (it must not exist yet)."),
+    ] = None,
+    into: Annotated[
+        Path | None,
+        typer.Option(
+            "--outlets",
+            help="Add to this outlets file instead: new [[outlets]] tables at the end, new "
+            "feeds of outlets it has (same slug) added to their feeds; comments are kept.",
+        ),
+    ] = None,
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = 0,
+) -> None:
+    """Read the outlets of an OPML file into an outlets file. Feed outlines (xmlUrl) become
+    feeds, their text or title the outlet's name, htmlUrl its homepage, the folders above
+    them its category ("News / India"); feeds with one htmlUrl become one outlet. Feeds
+    listed twice or not http(s) are skipped with a warning. What is written passes
+    `narratrace config check`."""
+    from ingest.opml import OpmlError, merge_into_outlets_file, new_outlets_file, read_opml
+
+    if (out is None) == (into is None):
+        raise _fail("give one of --out PATH (a new outlets file) or --outlets PATH (add to one)")
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise _fail(f"cannot read {file}: {exc.strerror or exc}") from None
+    try:
+        found = read_opml(data, str(file))
+        if out is not None:
+            if out.exists():
+                raise _fail(f"{out} exists; use --outlets {out} to add to it")
+            if not found.outlets:
+                raise _fail(f"{file}: lists no feeds (no <outline> with an http(s) xmlUrl)")
+            text = new_outlets_file(
+                found.outlets, f"Outlets read from {file.name} by `narratrace outlets import`."
+            )
+            target, summary = out, f"{len(found.outlets)} outlets with {found.feeds} feeds"
+        else:
+            assert into is not None
+            current = load_outlets(into)
+            merged = merge_into_outlets_file(
+                into.read_text(encoding="utf-8"), current, found.outlets
+            )
+            text, target = merged.text, into
+            summary = (
+                f"{merged.outlets_added} new outlets, {merged.feeds_added} new feeds "
+                f"({merged.feeds_already_listed} already listed)"
+            )
+        import tomllib
+
+        from ingest.config import parse_outlets
+
+        parse_outlets(tomllib.loads(text), str(target))  # what is written passes config check
+    except (OpmlError, ConfigError) as exc:
+        raise _fail(str(exc)) from None
+    _write_atomically(target, text)
+    skipped = f"; skipped {len(found.skipped)} outlines" if found.skipped else ""
+    console.print(
+        f"{target}: {summary} from {file}{skipped}", markup=False, highlight=False, soft_wrap=True
+    )
+
+
+@outlets_app.command("export")
+def outlets_export(
+    format: Annotated[
+        OutletsFormat, typer.Option("--format", help="Format to write.")
+    ] = OutletsFormat.opml,
+    outlets: OutletsOpt = DEFAULT_OUTLETS,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write to this file instead of standard output.")
+    ] = None,
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = 0,
+) -> None:
+    """Write the outlets of an outlets file as OPML 2.0, for feed readers and monitoring tools:
+    one outline per feed, in folders for categories, with narratrace's slug, country and kind
+    as attributes of its own, so `narratrace outlets import` gives back the same outlets."""
+    from ingest.opml import write_opml
+
+    try:
+        config = load_outlets(outlets)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    document = write_opml(config.outlets, title=f"narratrace outlets ({outlets.name})")
+    if out is None:
+        sys.stdout.buffer.write(document)
+        sys.stdout.flush()
+    else:
+        _write_atomically(out, document.decode("utf-8"))
+        console.print(f"wrote {out}", markup=False, highlight=False)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text` in one step: a reader sees the old file or the new one."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise _fail(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     exit_quietly_after_cleanup()  # registered before any flow runs, so Prefect's handlers run first
     try:
-        app()
+        app(prog_name="narratrace")
     except SystemExit as exc:
         set_exit_code(exc.code)
         raise
