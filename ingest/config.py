@@ -37,7 +37,7 @@ import re
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_origin
 from urllib.parse import urlsplit
 
 from cronsim import CronSim, CronSimError
@@ -107,18 +107,36 @@ def _no_default(schema: dict[str, Any]) -> None:
     schema.pop("default", None)  # the default slug comes from the name
 
 
-_MODEL = ConfigDict(strict=True, frozen=True, extra="forbid", allow_inf_nan=False)
+class _Settings(BaseModel):
+    """Frozen, strictly typed settings: a TOML string is no number, 1.5 no whole number, an
+    unknown key an error. A field is one annotated line (`name: type = default`, or
+    `= Field(default=..., ge=...)` for a range); TOML arrays are taken for tuple fields."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _arrays_as_tuples(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        keys = set()
+        for name, info in cls.model_fields.items():
+            if get_origin(info.annotation) is tuple:
+                keys |= {
+                    name,
+                    info.validation_alias if isinstance(info.validation_alias, str) else name,
+                }
+        return {k: tuple(v) if k in keys and isinstance(v, list) else v for k, v in data.items()}
+
 
 FeedUrl = Annotated[str, AfterValidator(check_http_url)]
 
 
-class FetchSettings(BaseModel):
+class FetchSettings(_Settings):
     """[fetch]: how politely and how far fetching goes."""
 
     # allow_private_hosts is written at the top of the file but lives here, since fetching is
     # what it limits; the other fields are the keys of [fetch].
-
-    model_config = _MODEL
 
     user_agent: str = Field(default=DEFAULT_USER_AGENT, pattern=r"^[^\x00-\x1f\x7f]+$")
     timeout_seconds: float = Field(default=20.0, gt=0, description="Seconds per request.")
@@ -137,10 +155,8 @@ class FetchSettings(BaseModel):
     allow_private_hosts: bool = False  # written at the top of the file
 
 
-class ScheduleSettings(BaseModel):
+class ScheduleSettings(_Settings):
     """[schedule]: used by `narratrace serve`."""
-
-    model_config = _MODEL
 
     feeds_interval_minutes: float = Field(default=15.0, gt=0, description="Minutes between cycles.")
     report_cron: Annotated[str, AfterValidator(check_cron)] = Field(
@@ -149,10 +165,10 @@ class ScheduleSettings(BaseModel):
     )
 
 
-class Outlet(BaseModel):
+class Outlet(_Settings):
     """One [[outlets]] table."""
 
-    model_config = _MODEL | ConfigDict(validate_by_name=True, validate_by_alias=True)
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
 
     outlet_id: str = Field(
         default="",
@@ -200,10 +216,8 @@ class Outlet(BaseModel):
 
     @field_validator("feeds", mode="before")
     @classmethod
-    def _feeds_as_tuple(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return (value,)
-        return tuple(value) if isinstance(value, list) else value
+    def _one_feed_as_tuple(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
 
     @field_validator("name")
     @classmethod
@@ -213,10 +227,8 @@ class Outlet(BaseModel):
         return value.strip()
 
 
-class OutletsConfig(BaseModel):
+class OutletsConfig(_Settings):
     """What the rest of narratrace reads: the outlets and the settings, frozen."""
-
-    model_config = _MODEL
 
     outlets: tuple[Outlet, ...]
     fetch: FetchSettings = FetchSettings()
@@ -227,12 +239,12 @@ class OutletsConfig(BaseModel):
         return {feed: outlet for outlet in self.outlets for feed in outlet.feeds}
 
 
-class OutletsFile(BaseModel):
+class OutletsFile(_Settings):
     """A narratrace outlets file: the outlets to poll, how to fetch, when to run."""
 
     # the top level as written: what a file is validated against and what the JSON Schema shows
 
-    model_config = _MODEL | ConfigDict(title="narratrace outlets file")
+    model_config = ConfigDict(title="narratrace outlets file")
 
     allow_private_hosts: bool = Field(
         default=False, description="May fetching reach loopback, private and link-local addresses?"

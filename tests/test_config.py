@@ -565,3 +565,22 @@ def test_json_schema_turns_down_what_loading_turns_down(tmp_path: Path, text: st
     with pytest.raises(ConfigError):
         load_outlets(write(tmp_path, text))
     assert _schema_errors(tomllib.loads(text))
+
+
+def test_a_new_setting_is_one_line_and_checked_like_the_others() -> None:
+    class Extended(FetchSettings):  # as a change adding keys to [fetch] would write them
+        retry_after_cap_seconds: float = 300.0
+        blocked_hosts: tuple[str, ...] = ()
+
+    data = tomllib.loads('retry_after_cap_seconds = 60\nblocked_hosts = ["a.example"]\n')
+    extended = Extended.model_validate(data)
+    assert extended.retry_after_cap_seconds == 60.0
+    assert extended.blocked_hosts == ("a.example",)  # a TOML array, held as a tuple
+    assert Extended().timeout_seconds == 20.0
+    with pytest.raises(ValidationError, match="retry_after_cap_seconds"):
+        Extended.model_validate({"retry_after_cap_seconds": "60"})  # strict, like the rest
+    with pytest.raises(ValidationError, match="extra_forbidden|Extra inputs"):
+        Extended.model_validate({"retry_after_cap": 60})
+    # and the runtime objects take lists where they hold tuples, as dataclasses did
+    config = OutletsConfig(outlets=[Outlet(outlet_id="a", name="A", feeds=["https://a.example/"])])
+    assert config.outlets[0].feeds == ("https://a.example/",)
