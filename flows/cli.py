@@ -8,6 +8,7 @@ import math
 import os
 import signal
 import sys
+import tomllib
 from contextlib import nullcontext
 from datetime import date, timedelta
 from enum import StrEnum
@@ -34,6 +35,7 @@ from ingest.config import (  # noqa: E402
     check_cron,
     load_outlets,
     outlets_json_schema,
+    parse_outlets,
     with_schedule,
 )
 from store.db import Store, StoreError  # noqa: E402
@@ -481,10 +483,6 @@ def outlets_import(
                 f"{merged.outlets_added} new outlets, {merged.feeds_added} new feeds "
                 f"({merged.feeds_already_listed} already listed)"
             )
-        import tomllib
-
-        from ingest.config import parse_outlets
-
         parse_outlets(tomllib.loads(text), str(target))  # what is written passes config check
     except (OpmlError, ConfigError) as exc:
         raise _fail(str(exc)) from None

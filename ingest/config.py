@@ -304,6 +304,8 @@ def load_outlets(path: Path | str) -> OutletsConfig:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
     config = parse_outlets(data, source=str(path))
     log.info(
         "read %d outlets with %d feeds from %s",

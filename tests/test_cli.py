@@ -334,7 +334,13 @@ def test_outlets_import_refuses_what_it_cannot_do(cli, tmp_path):
     opml = ROOT / "tests" / "data" / "opml" / "flat.opml"
     existing = tmp_path / "outlets.toml"
     existing.write_text(MINIMAL, encoding="utf-8")
+    empty = tmp_path / "empty.opml"
+    empty.write_text('<opml version="2.0"><body><outline text="Folder"/></body></opml>')
     cases = [
+        (
+            ("outlets", "import", str(empty), "--out", str(tmp_path / "new.toml")),
+            f"{empty}: lists no feeds",
+        ),
         (("outlets", "import", str(opml)), "give one of --out PATH"),
         (
             ("outlets", "import", str(opml), "--out", str(existing), "--outlets", str(existing)),
@@ -363,7 +369,7 @@ def test_outlets_import_refuses_what_it_cannot_do(cli, tmp_path):
         assert result.stderr.startswith(f"error: {expected}"), (args, result.stderr)
         assert result.stderr.count("\n") == 1
     assert existing.read_text(encoding="utf-8") == MINIMAL  # untouched
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["outlets.toml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.opml", "outlets.toml"]
 
 
 def test_run_once_ingests_released_articles_and_a_rerun_adds_nothing(
