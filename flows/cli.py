@@ -279,8 +279,9 @@ def demo(
         f"failed article fetches: {totals[3]} (see the fetch_log table)"
     )
     console.print(f"database: {result.db_path.resolve()}")
-    html = [p for p in result.report_paths if p.suffix == ".html"]
-    console.print(f"reports:  {len(html)} days in {html[0].parent.resolve() if html else out}")
+    days = {p for p in result.report_paths if p.name.startswith("report-") and p.suffix == ".html"}
+    index = next((p for p in result.report_paths if p.name == "index.html"), None)
+    console.print(f"reports:  {len(days)} days, {index.resolve() if index else out}")
 
 
 @app.command()

@@ -82,14 +82,14 @@ def test_a_narrative_page_shows_the_latest_day_reported(tmp_path):
     out = tmp_path / "reports"
     write_report_files(on(0), out)
     page = out / "clusters" / "A.html"
-    assert "As of the end of 2024-05-07" in page.read_text()
+    assert 'datetime="2024-05-07"' in page.read_text()
     write_report_files(on(-3), out)  # rebuilding an older day keeps the newer page
-    assert "As of the end of 2024-05-07" in page.read_text()
+    assert 'datetime="2024-05-07"' in page.read_text()
     write_report_files(on(1), out)
-    assert "As of the end of 2024-05-08" in page.read_text()
+    assert 'datetime="2024-05-08"' in page.read_text()
     (out / MANIFEST).write_text("{not json")  # a damaged manifest costs summaries, not reports
     write_report_files(on(2), out)
-    assert "As of the end of 2024-05-09" in page.read_text()
+    assert 'datetime="2024-05-09"' in page.read_text()
     assert "2024-05-09" in (out / "index.html").read_text()
 
 
