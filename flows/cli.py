@@ -207,10 +207,20 @@ def report(
         Path, typer.Option("--out", help="Folder for the report files.")
     ] = DEFAULT_REPORTS,
     narratives: NarrativesOpt = None,
+    window_days: Annotated[
+        int, typer.Option(min=1, help="Days the overview covers, ending with --date.")
+    ] = 7,
+    quiet_days: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Days without a copy after which a returning narrative is 'resurfaced'."
+        ),
+    ] = 7,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = 0,
 ) -> None:
-    """Write one day's cluster report as HTML, Markdown and CSV."""
+    """Write one day's report: report-DATE.html (overview, charts, feed health) with .md and
+    .csv beside it, a page per narrative it lists (clusters/ID.html), and index.html."""
     try:
         when = date.fromisoformat(day) if day else None
     except ValueError:
@@ -218,8 +228,15 @@ def report(
     if not db.exists():
         raise _fail(f"no database at {db}; run `narratrace run --once` first")
     try:
-        paths = report_flow(str(db), str(out), when, str(narratives) if narratives else None)
-    except (StoreError, ValueError) as exc:
+        paths = report_flow(
+            str(db),
+            str(out),
+            when,
+            str(narratives) if narratives else None,
+            window_days=window_days,
+            quiet_days=quiet_days,
+        )
+    except (StoreError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
     for path in paths:
         console.print(f"wrote {path}")
@@ -369,8 +386,9 @@ def demo(
         f"failed article fetches: {totals[3]} (see the fetch_log table)"
     )
     console.print(f"database: {result.db_path.resolve()}")
-    html = [p for p in result.report_paths if p.suffix == ".html"]
-    console.print(f"reports:  {len(html)} days in {html[0].parent.resolve() if html else out}")
+    days = {p for p in result.report_paths if p.name.startswith("report-") and p.suffix == ".html"}
+    index = next((p for p in result.report_paths if p.name == "index.html"), None)
+    console.print(f"reports:  {len(days)} days, {index.resolve() if index else out}")
 
 
 @app.command()

@@ -7,11 +7,12 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
@@ -21,6 +22,7 @@ from ingest.extract import start_pool
 from ingest.http import Fetcher
 from narratives.detect import SignedTexts
 from narratives.params import DEFAULT_PARAMS, DetectionParams
+from report.render import render_markdown
 from store.db import Store
 
 
@@ -156,19 +158,35 @@ def cycle_flow(
 
 @task(name="write-report", cache_policy=NO_CACHE)
 def write_report_task(
-    db_path: str, day: date, out_dir: str, narratives_path: str | None
-) -> list[str]:
-    paths = reporting.write_daily_report(db_path, day, Path(out_dir), narratives_path)
-    return [str(p) for p in paths]
+    db_path: str,
+    day: date,
+    out_dir: str,
+    narratives_path: str | None,
+    window_days: int,
+    quiet_days: int,
+) -> reporting.WrittenReport:
+    return reporting.write_daily_report(
+        db_path, day, Path(out_dir), narratives_path, window_days, quiet_days
+    )
 
 
 @flow(name="narratrace-report", log_prints=False)
 def report_flow(
-    db_path: str, out_dir: str, day: date | None = None, narratives_path: str | None = None
+    db_path: str,
+    out_dir: str,
+    day: date | None = None,
+    narratives_path: str | None = None,
+    window_days: int = reporting.DEFAULT_WINDOW_DAYS,
+    quiet_days: int = reporting.DEFAULT_QUIET_DAYS,
 ) -> list[str]:
-    """Write the cluster report of `day` (default: yesterday, UTC) as HTML, Markdown and CSV."""
+    """Write the report of `day` (default: yesterday, UTC) as HTML, Markdown and CSV, with
+    its narrative pages and the index, and publish its overview as a Markdown artifact."""
     if day is None:
-        from datetime import timedelta
-
         day = (datetime.now(UTC) - timedelta(days=1)).date()
-    return write_report_task(db_path, day, out_dir, narratives_path)
+    written = write_report_task(db_path, day, out_dir, narratives_path, window_days, quiet_days)
+    create_markdown_artifact(
+        markdown=render_markdown(written.report, links=False),
+        key="narratrace-daily-report",
+        description=f"Narrative report of {day.isoformat()}",
+    )
+    return [str(p) for p in written.paths]

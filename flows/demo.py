@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from flows.cycle import cycle_flow, report_flow
@@ -44,6 +44,12 @@ def cycle_times(corpus: DemoCorpus, slot_hours: int = SLOT_HOURS) -> list[dateti
     return sorted(ends)
 
 
+def report_days(times: list[datetime]) -> list[date]:
+    """The days a cycle ran on: the demo reports each of them (a cycle at midnight belongs to
+    the day it opens)."""
+    return sorted({t.date() for t in times})
+
+
 def run_demo(
     out_dir: Path,
     processes: int = 2,
@@ -77,8 +83,7 @@ def run_demo(
                 f"{summary.get('clusters_joined', 0)} joined clusters"
             )
     report_dir = out_dir / "reports"
-    days = sorted({t.date() for t in (a.published_at for a in corpus.articles)})
     report_paths: list[Path] = []
-    for day in days:
+    for day in report_days(times):
         report_paths.extend(Path(p) for p in report_flow(str(db_path), str(report_dir), day))
     return DemoResult(db_path, report_paths, outlets_path, cycles)

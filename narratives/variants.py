@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -75,11 +77,123 @@ def describe_changes(origin: str, version: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class DiffPart:
+    """A run of words of a word-level diff: kept, removed from the earlier version, or added."""
+
+    kind: str  # "same" | "removed" | "added"
+    text: str
+
+
+_WORD_RUN = re.compile(r"\S+")
+_SENTENCE_END = re.compile(r"[.!?:;\"”»]$")
+_EDGE_PUNCTUATION = "\"'“”‘’«»()[]{}.,;:!?—–-"
+
+
+def _article_words(text: str) -> list[str]:
+    return _WORD_RUN.findall("\n".join(content_paragraphs(text)))
+
+
+def word_diff(origin: str, version: str, context: int = 8) -> tuple[DiffPart, ...]:
+    """`version` against `origin`, word by word (chrome lines dropped first): runs of kept
+    words longer than two `context`s are shortened to their ends around an ellipsis. Empty
+    when no word changed."""
+    old, new = _article_words(origin), _article_words(version)
+    parts: list[DiffPart] = []
+    matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
+    opcodes = matcher.get_opcodes()
+    if all(tag == "equal" for tag, *_ in opcodes):
+        return ()
+    for number, (tag, i1, i2, j1, j2) in enumerate(opcodes):
+        if tag == "equal":
+            words = old[i1:i2]
+            if len(words) > 2 * context:
+                first = number == 0
+                last = number == len(opcodes) - 1
+                head = [] if first else words[:context]
+                tail = [] if last else words[-context:]
+                text = " ".join([*head, "…", *tail]).strip()
+            else:
+                text = " ".join(words)
+            parts.append(DiffPart("same", text))
+            continue
+        if i2 > i1:
+            parts.append(DiffPart("removed", " ".join(old[i1:i2])))
+        if j2 > j1:
+            parts.append(DiffPart("added", " ".join(new[j1:j2])))
+    return tuple(parts)
+
+
+def _facts(words: Sequence[str], sentence_starts: set[int]) -> tuple[list[str], list[str]]:
+    """Numbers, and capitalised words not at a sentence's start (names and places)."""
+    numbers, names = [], []
+    for index, raw in enumerate(words):
+        word = raw.strip(_EDGE_PUNCTUATION)
+        if not word:
+            continue
+        if any(ch.isdigit() for ch in word):
+            numbers.append(word)
+        elif word[0].isupper() and index not in sentence_starts and len(word) > 1:
+            names.append(word.removesuffix("'s").removesuffix("’s"))
+    return numbers, names
+
+
+def _sentence_starts(words: Sequence[str]) -> set[int]:
+    starts = {0}
+    for index, word in enumerate(words[:-1]):
+        if _SENTENCE_END.search(word):
+            starts.add(index + 1)
+    return starts
+
+
+def changed_facts(origin: str, version: str) -> tuple[str, ...]:
+    """The facts `version` changed against `origin`: numbers, and names and places
+    (capitalised words inside a sentence), each as "removed → added". A fact that only moved
+    (it is still in the other version) is not a change."""
+    old, new = _article_words(origin), _article_words(version)
+    old_numbers, old_names = _facts(old, _sentence_starts(old))
+    new_numbers, new_names = _facts(new, _sentence_starts(new))
+    old_all = {w.strip(_EDGE_PUNCTUATION) for w in old}
+    new_all = {w.strip(_EDGE_PUNCTUATION) for w in new}
+    lines = []
+    for label, before, after in (
+        ("numbers", old_numbers, new_numbers),
+        ("names and places", old_names, new_names),
+    ):
+        removed = [w for w in dict.fromkeys(before) if w not in new_all]
+        added = [w for w in dict.fromkeys(after) if w not in old_all]
+        if removed or added:
+            lines.append(
+                f"{label}: "
+                + (", ".join(removed[:6]) or "—")
+                + " → "
+                + (", ".join(added[:6]) or "—")
+            )
+    return tuple(lines)
+
+
+# Watchlist phrases and texts are compared in their own normal form: like `normalise` (lower
+# case, NFKC, punctuation -> space, thousands separators dropped: "4,500" = "4500") but with
+# the digits kept, so that "685 security personnel" matches 685 and no other number. (Detection
+# folds digits to 0 so that copies with edited figures still match; a key phrase must not.)
+_PHRASE_TOKEN = re.compile(r"\d{1,3}(?:[,.\u202f\u00a0']\d{3})+(?!\d)|[^\W_]+", re.UNICODE)
+_THOUSANDS = re.compile(r"[,.\u202f\u00a0']")
+
+
+def phrase_form(text: str) -> str:
+    """`text` as watchlist phrases are matched: lower-case words and whole numbers."""
+    words = []
+    for token in _PHRASE_TOKEN.findall(unicodedata.normalize("NFKC", text)):
+        token = token.lower()
+        words.append(_THOUSANDS.sub("", token) if token[:1].isdigit() else token)
+    return " ".join(words)
+
+
+@dataclass(frozen=True)
 class WatchNarrative:
     key: str
     name: str
     description: str
-    phrases: tuple[str, ...]  # normalised
+    phrases: tuple[str, ...]  # in phrase_form
 
 
 class WatchlistError(ValueError):
@@ -102,7 +216,7 @@ def parse_watchlist(source: str, where: str = "<watchlist>") -> tuple[WatchNarra
             raise WatchlistError(
                 f"{where}: narrative #{index} ({table['key']}): 'phrases' must be a list of strings"
             )
-        phrases = tuple(p for p in (normalise(str(x)) for x in table["phrases"]) if p)
+        phrases = tuple(p for p in (phrase_form(str(x)) for x in table["phrases"]) if p)
         result.append(
             WatchNarrative(
                 key=str(table["key"]),
@@ -118,10 +232,11 @@ def watchlist_hits(
     watchlist: Sequence[WatchNarrative], texts: Sequence[str], min_share: float = 1 / 3
 ) -> tuple[str, ...]:
     """Names of the watchlist narratives whose phrases occur in at least `min_share` of the
-    texts (at least one)."""
+    texts (at least one). Pass each copy's headline with its text: headlines carry the key
+    phrases most often. Phrases match whole words, numbers exactly (see `phrase_form`)."""
     if not texts:
         return ()
-    padded = [f" {normalise(t)} " for t in texts]
+    padded = [f" {phrase_form(t)} " for t in texts]
     needed = max(1, round(len(texts) * min_share))
     names = []
     for narrative in watchlist:

@@ -11,51 +11,93 @@ a missing value displays as "—" in HTML/Markdown and as an empty cell in CSV.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
 import unicodedata
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import jinja2
 
-from report.model import ClusterEntry, DailyReport, FeedHealth, MemberEntry
+from report.build import MAX_DIFFS, SILENT_FACTOR
+from report.model import STATES, Copy, DailyReport, FeedIssue, Narrative
 
 __all__ = [
     "CSV_COLUMNS",
     "EMPTY_STATE",
+    "IndexEntry",
+    "page_name",
     "render_csv",
     "render_html",
+    "render_index_html",
     "render_markdown",
+    "render_narrative_html",
+    "render_nav",
+    "report_file",
+    "state_counts",
+    "summary",
 ]
 
-EMPTY_STATE = "No narrative spread across outlets on this day."
+EMPTY_STATE = "No narrative spread across outlets in the window."
 NONE_TEXT = "—"
 PASSAGE_MAX_CHARS = 240
 URL_TEXT_MAX_CHARS = 80
 
 CSV_COLUMNS: tuple[str, ...] = (
     "day",
+    "rank",
     "cluster_id",
     "label",
+    "state",
     "watchlist",
-    "origin_outlet",
-    "outlet_count",
-    "article_count",
-    "first_seen_at",  # the member's, like the other columns after it
-    "outlet",
-    "title",
-    "url",
-    "published_at",
-    "match_kind",
-    "similarity",
-    "changes",
-    "wire_credit",
+    "outlets_reached",
+    "outlets_new",
+    "articles",
+    "articles_new",
+    "first_outlet",
+    "first_published_at",
+    "first_seen_at",
+    "velocity_24h",
+    "velocity_final",
+    "hours_to_second_outlet",
+    "syndicated",
+    "page",
 )
 
+STATE_TEXT = {
+    "new": "first spread across outlets on this day",
+    "growing": "reached outlets it had not reached before",
+    "steady": "new copies, only from outlets it had already reached",
+    "cooling": "no new copy on this day",
+    "resurfaced": "new copies after a quiet spell",
+}
+
+CHART_CAPTIONS = {
+    "copies": "Copies of the top narratives first seen each day of the window (UTC days).",
+    "share": "The same copies as a share of every article first seen that day.",
+    "outlets": "Distinct outlets each narrative had reached by the end of each day.",
+    "kind": "Outlets reached by each narrative, by the outlet's kind in the outlets file.",
+    "country": "Outlets reached by each narrative, by the outlet's country in the outlets file.",
+}
+
 _LINK_SCHEMES = frozenset({"http", "https"})
+_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def page_name(cluster_id: str) -> str:
+    """The narrative page's path relative to the reports folder, stable by cluster id."""
+    if _SAFE_ID.fullmatch(cluster_id):
+        return f"clusters/{cluster_id}.html"
+    return f"clusters/c-{hashlib.sha1(cluster_id.encode()).hexdigest()[:16]}.html"
+
+
+def report_file(day: date, suffix: str = ".html") -> str:
+    return f"report-{day.isoformat()}{suffix}"
 
 
 # --- formatting shared by all formats ---------------------------------------------------
@@ -69,38 +111,65 @@ def _dt(value: datetime | None, none: str = NONE_TEXT) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _day_text(value: date) -> str:
+    return value.strftime("%d %b %Y").lstrip("0")
+
+
 def _similarity(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}"
 
 
-def _match(member: MemberEntry) -> str:
-    """Like "copy 0.82" or "passage 0.31"; "origin" for the cluster's first article."""
-    if member.match_kind is None and member.similarity is None:
-        return "origin"
-    kind = member.match_kind or "match"
-    if member.similarity is None:
+def _match(copy: Copy, number: int) -> str:
+    """Like "copy 0.82" or "passage 0.31"; "earliest" for the narrative's first copy."""
+    if number == 1:
+        return "earliest"
+    kind = copy.match_kind or "match"
+    if copy.similarity is None:
         return kind
-    return f"{kind} {_similarity(member.similarity)}"
-
-
-def _spread(hours: float | None) -> str:
-    if hours is None:
-        return "single outlet"
-    return f"{hours:.1f} h to the second outlet"
+    return f"{kind} {_similarity(copy.similarity)}"
 
 
 def _plural(count: int, singular: str, plural: str | None = None) -> str:
     return f"{count} {singular if count == 1 else (plural or singular + 's')}"
 
 
-def _summary(report: DailyReport) -> str:
-    return " · ".join(
-        (
-            _plural(len(report.clusters), "cluster") + " spreading",
-            _plural(report.articles_seen, "article") + " seen",
-            _plural(report.outlets_active, "outlet") + " active",
-            _plural(report.failures, "failure"),
+def state_counts(report: DailyReport) -> str:
+    """Like "2 new · 1 growing · 1 resurfaced", in the order of STATES."""
+    counts = {state: 0 for state in STATES}
+    for narrative in report.narratives:
+        counts[narrative.state] += 1
+    return " · ".join(f"{n} {state}" for state, n in counts.items() if n)
+
+
+def summary(report: DailyReport) -> str:
+    """The day in one line: cycles, feeds, articles, failures, narratives."""
+    if report.poll_times == 0:
+        cycles = "no cycle ran on this day"
+    elif report.poll_times_completed == report.poll_times:
+        cycles = _plural(report.poll_times, "cycle") + (
+            ", all completed" if report.poll_times > 1 else ", completed"
         )
+    else:
+        failed = report.poll_times - report.poll_times_completed
+        cycles = _plural(report.poll_times, "cycle") + f", {failed} failed"
+    parts = [
+        cycles,
+        f"{report.feeds_answered} of {report.feeds_polled} feeds answered",
+        f"{_plural(report.articles_seen, 'article')} first seen from "
+        + _plural(report.outlets_active, "outlet"),
+    ]
+    if report.article_failures:
+        parts.append(_plural(report.article_failures, "article page") + " failed")
+    spreading = _plural(len(report.narratives), "narrative") + " spreading"
+    states = state_counts(report)
+    parts.append(f"{spreading} ({states})" if states else spreading)
+    return " · ".join(parts)
+
+
+def _window(report: DailyReport) -> str:
+    return (
+        f"{_day_text(report.window_start)} – {_day_text(report.day)} "
+        f"({_plural(report.window_days, 'day')}, UTC)"
     )
 
 
@@ -144,68 +213,120 @@ def _safe_href(url: str | None) -> str | None:
     return candidate
 
 
-# --- view model ---------------------------------------------------------------------------
+# --- view models --------------------------------------------------------------------------
 
 
-def _member_view(member: MemberEntry) -> dict[str, Any]:
-    href = _safe_href(member.url)
+def _origin_time(narrative: Narrative) -> str:
+    origin = narrative.origin
+    if origin.published_at is not None and origin.published_at <= origin.first_seen_at:
+        return _dt(origin.published_at)
+    return f"{_dt(origin.first_seen_at)} (first seen)"
+
+
+def _velocity(narrative: Narrative) -> str:
+    return str(narrative.velocity) if narrative.velocity_final else f"{narrative.velocity} so far"
+
+
+def _second_outlet(narrative: Narrative) -> str:
+    hours = narrative.hours_to_second_outlet
+    if hours is None:
+        return "single outlet"
+    return f"{hours:.1f} h after the first, by published time"
+
+
+def _narrative_row(narrative: Narrative) -> dict[str, Any]:
     return {
-        "first_seen_at": _dt(member.first_seen_at),
-        "outlet": member.outlet,
-        "title": _one_line(member.title) or "(untitled)",
-        "url": member.url,
-        "href": href,
-        "url_text": "" if href else _shorten(member.url, URL_TEXT_MAX_CHARS),
-        "published_at": _dt(member.published_at),
-        "match": _match(member),
-        "passage": _shorten(member.matched_passage, PASSAGE_MAX_CHARS),
-        "changes": [c for c in (_one_line(c) for c in member.changes) if c],
-        "wire_credit": member.wire_credit,
+        "rank": narrative.rank,
+        "cluster_id": narrative.cluster_id,
+        "label": _one_line(narrative.label) or "(no headline)",
+        "page": page_name(narrative.cluster_id),
+        "state": narrative.state,
+        "state_text": STATE_TEXT[narrative.state],
+        "watchlist": [_one_line(w) for w in narrative.watchlist],
+        "syndicated": narrative.syndicated,
+        "outlet_count": narrative.outlet_count,
+        "new_outlets": narrative.new_outlets,
+        "article_count": narrative.article_count,
+        "new_copies": narrative.new_copies,
+        "origin_outlet": _one_line(narrative.origin.outlet),
+        "origin_time": _origin_time(narrative),
+        "velocity": _velocity(narrative),
+        "velocity_final": narrative.velocity_final,
     }
 
 
-def _cluster_view(cluster: ClusterEntry) -> dict[str, Any]:
+def _feed_view(issue: FeedIssue) -> dict[str, Any]:
+    href = _safe_href(issue.feed_url)
     return {
-        "cluster_id": cluster.cluster_id,
-        "label": _one_line(cluster.label) or "(no headline)",
-        "watchlist": list(cluster.watchlist),
-        "syndicated": cluster.syndicated,
-        "origin_outlet": cluster.origin_outlet,
-        "origin_at": _dt(cluster.origin_at),
-        "first_seen_at": _dt(cluster.first_seen_at),
-        "last_seen_at": _dt(cluster.last_seen_at),
-        "outlet_count": cluster.outlet_count,
-        "outlets": list(cluster.outlets),
-        "article_count": cluster.article_count,
-        "new_today": cluster.new_today,
-        "spread": _spread(cluster.hours_to_spread),
-        "merged_from": list(cluster.merged_from),
-        "members": [_member_view(m) for m in cluster.members],
-    }
-
-
-def _feed_view(feed: FeedHealth) -> dict[str, Any]:
-    href = _safe_href(feed.feed_url)
-    return {
-        "outlet": feed.outlet,
-        "feed_url": feed.feed_url,
+        "outlet": _one_line(issue.outlet),
+        "feed_url": issue.feed_url,
         "href": href,
-        "url_text": _shorten(feed.feed_url, URL_TEXT_MAX_CHARS),
-        "last_status": feed.last_status,
-        "last_error": _shorten(feed.last_error, PASSAGE_MAX_CHARS) or NONE_TEXT,
-        "consecutive_failures": feed.consecutive_failures,
+        "url_text": _shorten(issue.feed_url, URL_TEXT_MAX_CHARS),
+        "problem": issue.problem,
+        "since": _dt(issue.since),
+        "detail": _shorten(issue.detail, PASSAGE_MAX_CHARS),
     }
 
 
 def _report_view(report: DailyReport) -> dict[str, Any]:
+    rows = [_narrative_row(n) for n in report.narratives]
     return {
         "day": report.day.isoformat(),
         "generated_at": _dt(report.generated_at),
-        "summary": _summary(report),
-        "clusters": [_cluster_view(c) for c in report.clusters],
-        "feeds": [_feed_view(f) for f in report.feed_health],
+        "window": _window(report),
+        "quiet_days": report.quiet_days,
+        "summary": summary(report),
+        "narratives": rows,
+        "any_partial": any(not r["velocity_final"] for r in rows),
+        "feeds": [_feed_view(f) for f in report.feed_issues],
+        "silent_factor": SILENT_FACTOR,
         "empty_state": EMPTY_STATE,
         "none_text": NONE_TEXT,
+        "md_name": report_file(report.day, ".md"),
+        "csv_name": report_file(report.day, ".csv"),
+    }
+
+
+def _copy_view(copy: Copy, number: int) -> dict[str, Any]:
+    href = _safe_href(copy.url)
+    return {
+        "number": number,
+        "outlet": _one_line(copy.outlet),
+        "title": _one_line(copy.title) or "(untitled)",
+        "href": href,
+        "url_text": _shorten(copy.url, URL_TEXT_MAX_CHARS),
+        "published_at": _dt(copy.published_at),
+        "first_seen_at": _dt(copy.first_seen_at),
+        "new_on_day": copy.new_on_day,
+        "match": _match(copy, number),
+        "passage": _shorten(copy.matched_passage, PASSAGE_MAX_CHARS),
+        "wire_credit": copy.wire_credit,
+        "facts": [f for f in (_one_line(x) for x in copy.facts) if f],
+        "changes": [c for c in (_one_line(x) for x in copy.changes) if c],
+        "diff": copy.diff,
+        "compared": 1 < number <= MAX_DIFFS + 1,
+    }
+
+
+def _narrative_view(narrative: Narrative) -> dict[str, Any]:
+    return {
+        **_narrative_row(narrative),
+        "first_seen_at": _dt(narrative.first_seen_at),
+        "last_seen_at": _dt(narrative.last_seen_at),
+        "outlets": [_one_line(o) for o in narrative.outlets],
+        "countries": [_one_line(c) for c in narrative.countries],
+        "velocity": _velocity(narrative),
+        "second_outlet": _second_outlet(narrative),
+        "merged_from": list(narrative.merged_from),
+        "headlines": [
+            {
+                "title": _one_line(h.title),
+                "copies": h.copies,
+                "outlets": [_one_line(o) for o in h.outlets],
+            }
+            for h in narrative.headlines
+        ],
+        "copies": [_copy_view(c, i) for i, c in enumerate(narrative.copies, start=1)],
     }
 
 
@@ -224,22 +345,93 @@ def _environment() -> jinja2.Environment:
     )
 
 
-def render_html(report: DailyReport) -> str:
-    """The report as one self-contained HTML5 page (inline CSS, no scripts, printable)."""
+NAV_PATTERN = re.compile(r'<nav class="days" id="day-nav">.*?</nav>', re.S)
+
+
+def render_nav(previous: date | None, following: date | None) -> str:
+    """Links to the previous and next day's report and to the index (one line of HTML,
+    replaced in place when a neighbouring day's report is written later)."""
+    before = (
+        f'<a rel="prev" href="{report_file(previous)}">← {previous.isoformat()}</a>'
+        if previous
+        else '<span class="off">← no earlier report</span>'
+    )
+    after = (
+        f'<a rel="next" href="{report_file(following)}">{following.isoformat()} →</a>'
+        if following
+        else '<span class="off">no later report →</span>'
+    )
+    return (
+        f'<nav class="days" id="day-nav">{before}<a href="index.html">All reports</a>{after}</nav>'
+    )
+
+
+def render_html(
+    report: DailyReport, charts: Mapping[str, str] | None = None, nav: str | None = None
+) -> str:
+    """The daily report as one self-contained HTML5 page: inline CSS and inline SVG charts, no
+    script, readable at phone width and printable. `charts` are SVG strings by name (from
+    `report.charts.report_charts`), `nav` the day links (`render_nav`)."""
     template = _environment().get_template("report.html.j2")
-    return template.render(**_report_view(report))
+    figures = [
+        {"name": name, "svg": svg, "caption": CHART_CAPTIONS.get(name, "")}
+        for name, svg in (charts or {}).items()
+    ]
+    return template.render(
+        **_report_view(report), charts=figures, nav=nav or render_nav(None, None)
+    )
+
+
+def render_narrative_html(
+    narrative: Narrative, report: DailyReport, charts: Mapping[str, str]
+) -> str:
+    """The narrative's own page as of the report's day (written to `page_name`)."""
+    template = _environment().get_template("narrative.html.j2")
+    return template.render(
+        n=_narrative_view(narrative),
+        day=report.day.isoformat(),
+        generated_at=_dt(report.generated_at),
+        report_name=report_file(report.day),
+        charts={"timeline": charts.get("timeline", ""), "spread": charts.get("spread", "")},
+        none_text=NONE_TEXT,
+        max_diffs=MAX_DIFFS,
+    )
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    day: date
+    summary: str = ""
+    states: str = ""
+
+
+def render_index_html(entries: Sequence[IndexEntry]) -> str:
+    """index.html: every day's report, newest first."""
+    template = _environment().get_template("index.html.j2")
+    days = [
+        {
+            "day": e.day.isoformat(),
+            "html": report_file(e.day),
+            "md": report_file(e.day, ".md"),
+            "csv": report_file(e.day, ".csv"),
+            "summary": _one_line(e.summary),
+            "states": _one_line(e.states),
+        }
+        for e in sorted(entries, key=lambda e: e.day, reverse=True)
+    ]
+    return template.render(days=days, none_text=NONE_TEXT)
 
 
 # --- Markdown ---------------------------------------------------------------------------
 
 _MD_ENTITY_START = re.compile(r"&(?=#?[0-9A-Za-z]+;)")
-_MD_BACKSLASHED = re.compile(r"([\\`|\[\]])")
+_MD_BACKSLASHED = re.compile(r"([\\`|\[\]*_])")
 _MD_URL_UNSAFE = frozenset("()<>[]|`\"'\\")
 
 
 def _md(text: object) -> str:
     """Web text made inert for Markdown: one line, no table-breaking pipes, no links,
-    no code spans, no HTML."""
+    no code spans, no emphasis, no HTML."""
     line = _one_line(str(text))
     line = _MD_ENTITY_START.sub("&amp;", line)
     line = line.replace("<", "&lt;").replace(">", "&gt;")
@@ -250,96 +442,95 @@ def _md_url(href: str) -> str:
     return "".join(quote(ch, safe="") if ch in _MD_URL_UNSAFE else ch for ch in href)
 
 
-def _md_title(member: dict[str, Any]) -> str:
-    if member["href"]:
-        return f"[{_md(member['title'])}]({_md_url(member['href'])})"
-    return _md(member["title"])
-
-
 def _md_row(cells: list[str]) -> str:
     return "| " + " | ".join(cell or NONE_TEXT for cell in cells) + " |"
 
 
-def render_markdown(report: DailyReport) -> str:
-    """The report as Markdown: a summary, one section per cluster (facts and a member
-    table), then feed health."""
+def render_markdown(report: DailyReport, links: bool = True) -> str:
+    """The report as Markdown: the summary, the overview table, feed health and the clocks.
+    With `links`, narratives link to their pages (relative paths, for the reports folder)."""
     view = _report_view(report)
     lines = [
-        f"# Narrative spread report — {view['day']}",
+        f"# Narrative report — {view['day']}",
         "",
-        f"Generated {view['generated_at']}",
+        f"Built {view['generated_at']} · covers {view['window']} · "
+        f"quiet spell {view['quiet_days']} days",
         "",
-        f"**Summary:** {view['summary']}",
+        f"**Summary:** {_md(view['summary'])}",
+        "",
+        f"## Narratives that spread ({len(view['narratives'])})",
         "",
     ]
-    if not view["clusters"]:
+    if not view["narratives"]:
         lines += [EMPTY_STATE, ""]
-    for cluster in view["clusters"]:
-        lines += [f"## {_md(cluster['label'])}", ""]
-        facts = [f"Cluster: {_md(cluster['cluster_id'])}"]
-        if cluster["watchlist"]:
-            facts.append("Watchlist: " + ", ".join(_md(w) for w in cluster["watchlist"]))
-        if cluster["syndicated"]:
-            facts.append("Syndicated (wire credit)")
-        facts += [
-            f"Origin: {_md(cluster['origin_outlet'])}, {cluster['origin_at']}",
-            f"Outlets reached: {cluster['outlet_count']} ("
-            + ", ".join(_md(o) for o in cluster["outlets"])
-            + ")",
-            f"Articles: {cluster['article_count']} ({cluster['new_today']} new today)",
-            f"Spread: {cluster['spread']}",
-            f"Active: {cluster['first_seen_at']} – {cluster['last_seen_at']}",
-        ]
-        if cluster["merged_from"]:
-            facts.append("Merged from: " + ", ".join(_md(m) for m in cluster["merged_from"]))
-        lines += [f"- {fact}" for fact in facts]
+    else:
         lines += [
-            "",
-            _md_row(["First seen", "Outlet", "Title", "Match", "Changes"]),
-            _md_row(["---"] * 5),
-        ]
-        for member in cluster["members"]:
-            match = _md(member["match"])
-            if member["wire_credit"]:
-                match += " · wire credit"
-            if member["passage"]:
-                match += f" — “{_md(member['passage'])}”"
+            _md_row(["#", "Narrative", "State", "Outlets", "Articles", "First outlet, published",
+                     "Velocity"]),
+            _md_row(["---"] * 7),
+        ]  # fmt: skip
+        for row in view["narratives"]:
+            label = _md(row["label"])
+            if links:
+                label = f"[{label}]({row['page']})"
+            if row["watchlist"]:
+                label += " (watchlist: " + ", ".join(_md(w) for w in row["watchlist"]) + ")"
+            outlets = str(row["outlet_count"])
+            if row["new_outlets"]:
+                outlets += f" (+{row['new_outlets']} today)"
+            articles = str(row["article_count"])
+            if row["new_copies"]:
+                articles += f" (+{row['new_copies']} today)"
             lines.append(
                 _md_row(
                     [
-                        member["first_seen_at"],
-                        _md(member["outlet"]),
-                        _md_title(member),
-                        match,
-                        "; ".join(_md(c) for c in member["changes"]),
+                        str(row["rank"]),
+                        label,
+                        row["state"],
+                        outlets,
+                        articles,
+                        f"{_md(row['origin_outlet'])}, {row['origin_time']}",
+                        row["velocity"],
                     ]
                 )
             )
-        lines.append("")
-    lines += ["## Feed health", ""]
+        lines += [
+            "",
+            "States: new (first spread across outlets today), growing (reached new outlets), "
+            "steady (new copies from outlets already reached), cooling (no new copy today), "
+            f"resurfaced (new copies after {view['quiet_days']} or more quiet days). "
+            "Velocity: outlets within 24 h of the first copy, by published time.",
+        ]
+    lines += ["", "## Feed health", ""]
     if view["feeds"]:
         lines += [
-            _md_row(["Outlet", "Feed", "Status", "Failures in a row", "Last error"]),
+            _md_row(["Outlet", "Problem", "Since", "Detail", "Feed"]),
             _md_row(["---"] * 5),
         ]
         for feed in view["feeds"]:
             feed_cell = _md(feed["url_text"])
-            if feed["href"]:
+            if links and feed["href"]:
                 feed_cell = f"[{feed_cell}]({_md_url(feed['href'])})"
             lines.append(
                 _md_row(
                     [
                         _md(feed["outlet"]),
+                        feed["problem"],
+                        feed["since"],
+                        _md(feed["detail"]),
                         feed_cell,
-                        _md(feed["last_status"]),
-                        str(feed["consecutive_failures"]),
-                        _md(feed["last_error"]),
                     ]
                 )
             )
     else:
         lines.append("All feeds healthy.")
-    lines.append("")
+    lines += [
+        "",
+        "Times are UTC. First seen: when narratrace first stored an article (decides the day, "
+        "the order and the states). Published: the outlet's own time (first seen where it "
+        "gives none or a later one); times the first outlet and the velocity.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -357,31 +548,35 @@ def _csv_text(text: str | None) -> str:
 
 
 def render_csv(report: DailyReport) -> str:
-    """One row per cluster member, columns as in `CSV_COLUMNS`."""
+    """One row per narrative of the overview, columns as in `CSV_COLUMNS`."""
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
     writer.writeheader()
     day = report.day.isoformat()
-    for cluster in report.clusters:
-        for member in cluster.members:
-            writer.writerow(
-                {
-                    "day": day,
-                    "cluster_id": _csv_text(cluster.cluster_id),
-                    "label": _csv_text(cluster.label),
-                    "watchlist": _csv_text(";".join(cluster.watchlist)),
-                    "origin_outlet": _csv_text(cluster.origin_outlet),
-                    "outlet_count": cluster.outlet_count,
-                    "article_count": cluster.article_count,
-                    "first_seen_at": _dt(member.first_seen_at, none=""),
-                    "outlet": _csv_text(member.outlet),
-                    "title": _csv_text(member.title),
-                    "url": _csv_text(member.url),
-                    "published_at": _dt(member.published_at, none=""),
-                    "match_kind": member.match_kind or "",
-                    "similarity": _similarity(member.similarity),
-                    "changes": _csv_text("; ".join(member.changes)),
-                    "wire_credit": "true" if member.wire_credit else "false",
-                }
-            )
+    for n in report.narratives:
+        origin = n.origin
+        writer.writerow(
+            {
+                "day": day,
+                "rank": n.rank,
+                "cluster_id": _csv_text(n.cluster_id),
+                "label": _csv_text(n.label),
+                "state": n.state,
+                "watchlist": _csv_text(";".join(n.watchlist)),
+                "outlets_reached": n.outlet_count,
+                "outlets_new": n.new_outlets,
+                "articles": n.article_count,
+                "articles_new": n.new_copies,
+                "first_outlet": _csv_text(origin.outlet),
+                "first_published_at": _dt(origin.published_at, none=""),
+                "first_seen_at": _dt(origin.first_seen_at, none=""),
+                "velocity_24h": n.velocity,
+                "velocity_final": "true" if n.velocity_final else "false",
+                "hours_to_second_outlet": ""
+                if n.hours_to_second_outlet is None
+                else f"{n.hours_to_second_outlet:.1f}",
+                "syndicated": "true" if n.syndicated else "false",
+                "page": page_name(n.cluster_id),
+            }
+        )
     return out.getvalue()

@@ -8,6 +8,8 @@ import os
 import shutil
 import tempfile
 
+import pytest
+
 _PREFECT_HOME = tempfile.mkdtemp(prefix="narratrace-prefect-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ.pop("PREFECT_API_URL", None)
@@ -34,3 +36,16 @@ atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)
 
 def pytest_sessionfinish(session, exitstatus):  # noqa: ANN001
     set_exit_code(int(exitstatus))
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory):
+    """The bundled demo, run once per test session: the outlet simulator on 127.0.0.1, a real
+    Prefect flow run per cycle and per daily report, a real DuckDB file. (result, port)"""
+    from flows.demo import run_demo
+    from flows.server import free_port
+
+    out = tmp_path_factory.mktemp("demo")
+    port = free_port()
+    result = run_demo(out, processes=2, port=port)
+    return result, port

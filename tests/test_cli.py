@@ -406,8 +406,15 @@ def test_run_once_ingests_released_articles_and_a_rerun_adds_nothing(
         env=own_prefect_home,
     )
     assert report.returncode == 0, report.stderr
-    assert (tmp_path / "reports" / "report-2025-04-23.html").exists()
-    assert (tmp_path / "reports" / "report-2025-04-23.md").exists()
+    for name in ("report-2025-04-23.html", "report-2025-04-23.md", "report-2025-04-23.csv"):
+        assert (tmp_path / "reports" / name).exists()
+        assert f"wrote {tmp_path / 'reports' / name}" in " ".join(report.stdout.split())
+    assert (tmp_path / "reports" / "index.html").exists()
+    quiet = narratrace(
+        "report", "--date", "2025-04-23", "--db", str(db), "--quiet-days", "0",
+        env=own_prefect_home,
+    )  # fmt: skip
+    assert quiet.returncode != 0 and "--quiet-days" in quiet.stderr
 
 
 def test_bad_input_gives_a_clear_error_not_a_traceback(tmp_path, own_prefect_home):

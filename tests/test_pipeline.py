@@ -4,31 +4,28 @@ recorded in the corpus."""
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
+import re
+import tomllib
 from collections import defaultdict
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
-import pytest
 
-from flows.demo import run_demo
-from flows.server import free_port
+from flows.demo import cycle_times, report_days, run_demo
 from narratives.evaluation import score
 from simulator.corpus import DEMO_ROOT, load_corpus
 
 CORPUS = load_corpus(DEMO_ROOT)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _corpus_key(url: str) -> tuple[str, str]:
     parts = url.rstrip("/").split("/")
     return parts[-4], parts[-1].rsplit(".", 1)[0]
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory):
-    out = tmp_path_factory.mktemp("demo")
-    port = free_port()
-    result = run_demo(out, processes=2, port=port)
-    return result, port
 
 
 def _query(db: Path, sql: str) -> list[tuple]:
@@ -168,26 +165,119 @@ def test_views_are_the_documented_contract(demo_run):
         assert outlet_count >= 7
 
 
+def _report_days() -> list[date]:
+    return report_days(cycle_times(CORPUS))
+
+
+def _first_seen_day(article) -> date:
+    """The day of the first cycle at or after the article's publication (the demo polls at
+    the end of each release slot)."""
+    return min(t for t in cycle_times(CORPUS) if t >= article.published_at).date()
+
+
+def _overview(demo, day: date) -> list[dict[str, str]]:
+    path = demo.db_path.parent / "reports" / f"report-{day.isoformat()}.csv"
+    return list(csv.DictReader(io.StringIO(path.read_text(), newline="")))
+
+
 def test_daily_reports_name_the_spreading_narratives(demo_run):
     demo, _port = demo_run
-    html = [p for p in demo.report_paths if p.suffix == ".html"]
-    days = sorted({a.published_at.date() for a in CORPUS.articles})
+    html = [p for p in demo.report_paths if p.name.startswith("report-") and p.suffix == ".html"]
+    days = _report_days()
     assert [p.name for p in html] == [f"report-{d.isoformat()}.html" for d in days]
+    assert days[0] == CORPUS.start.date() and days[-1] > CORPUS.end.date()  # the last slot's day
     text = "\n".join(p.read_text() for p in html)
     markdown = "\n".join(p.read_text() for p in demo.report_paths if p.suffix == ".md")
     for article in CORPUS.articles:
         if article.edit == "original":
             assert article.title.replace("'", "&#39;").split("&")[0][:30] in text
     # every watchlist narrative is named in some report
-    assert "Mass resignations" in markdown or "mass resignations" in markdown.lower()
+    watchlist = tomllib.loads((ROOT / "seeds" / "narratives.toml").read_text())["narratives"]
+    for narrative in watchlist:
+        assert f"watchlist: {narrative['name']}" in markdown, narrative["name"]
     assert "<script" not in text.lower()
+    assert (demo.db_path.parent / "reports" / "index.html").exists()
+
+
+def test_narrative_states_on_the_demo(demo_run):
+    """Each returning narrative is resurfaced on the day it returns, and on no other day;
+    each narrative is new on the first day it is listed; all five states occur."""
+    demo, _port = demo_run
+    truth = {a.narrative for a in CORPUS.articles if a.narrative}
+    labels = {
+        a.title: a.narrative for a in CORPUS.articles if a.edit == "original"
+    }  # a narrative's label is its first telling's headline
+    returns = {
+        (a.narrative, _first_seen_day(a))
+        for a in CORPUS.articles
+        if a.edit == "recurrence"
+        and not any(
+            b.narrative == a.narrative
+            and timedelta(0) < a.published_at - b.published_at < timedelta(days=7)
+            for b in CORPUS.articles
+        )
+    }
+    assert {n for n, _ in returns} == {"casualties-concealed", "surrendered-again"}
+    seen_states: dict[str, set[date]] = {}
+    listed: dict[str, list[tuple[date, str]]] = {n: [] for n in truth}
+    for day in _report_days():
+        for row in _overview(demo, day):
+            narrative = labels[row["label"]]
+            listed[narrative].append((day, row["state"]))
+            seen_states.setdefault(row["state"], set()).add(day)
+    resurfaced = {(n, d) for n, days in listed.items() for d, s in days if s == "resurfaced"}
+    assert resurfaced == returns
+    for narrative, days in listed.items():
+        assert days and days[0][1] == "new", (narrative, days[:2])
+    assert set(seen_states) == {"new", "growing", "steady", "cooling", "resurfaced"}
+
+
+def test_reports_of_past_days_keep_their_figures(demo_run):
+    """The first day's report says how its feeds were doing that day, not later."""
+    demo, _port = demo_run
+    first = _report_days()[0]
+    md = (demo.db_path.parent / "reports" / f"report-{first.isoformat()}.md").read_text()
+    failing = [line for line in md.splitlines() if "| failing |" in line]
+    cycles_that_day = sum(1 for t in cycle_times(CORPUS) if t.date() == first)
+    assert len(failing) == 1 and f"{cycles_that_day} failed polls in a row" in failing[0]
+
+
+def test_the_report_flow_publishes_the_overview_as_an_artifact(demo_run):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async def read() -> list:
+        async with get_client() as client:
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=["narratrace-daily-report"])
+                )
+            )
+
+    artifacts = asyncio.run(read())
+    descriptions = {a.description for a in artifacts}
+    for day in _report_days():
+        assert f"Narrative report of {day.isoformat()}" in descriptions
+    latest = max(artifacts, key=lambda a: a.created)
+    assert latest.type == "markdown"
+    assert latest.data.startswith("# Narrative report — ")
+    assert "## Narratives that spread" in latest.data and "](clusters/" not in latest.data
 
 
 def test_rerunning_the_demo_adds_nothing_but_runs(demo_run):
     demo, port = demo_run
     before = _snapshot(demo.db_path)
+    reports = demo.db_path.parent / "reports"
+    built = re.compile(r"[Bb]uilt \d{4}-\d\d-\d\d \d\d:\d\d UTC")
+    files_before = {p: built.sub("", p.read_text()) for p in reports.rglob("*.*")}
     again = run_demo(demo.db_path.parent, processes=1, port=port)
     after = _snapshot(again.db_path)
+    # the reports say the same, but when they were built
+    files_after = {p: built.sub("", p.read_text()) for p in reports.rglob("*.*")}
+    assert files_after.keys() == files_before.keys()
+    for path, text in files_before.items():
+        if path.name != "reports.json":
+            assert files_after[path] == text, path.name
     assert after["articles"] == before["articles"]
     assert after["members"] == before["members"]
     assert after["clusters"] == before["clusters"]

@@ -16,7 +16,7 @@ from flows.stages import NewEntry, _article_row, article_id_for
 from ingest.feeds import FeedEntry
 from store.db import FeedState, Store, StoreError
 from store.migrations import MIGRATIONS
-from store.queries import daily_cluster_members, day_stats, merges_into, unhealthy_feeds
+from store.queries import day_activity, merged_into, window_members
 
 T0 = datetime(2025, 5, 2, 8, 0, tzinfo=UTC)
 
@@ -226,7 +226,6 @@ def test_feed_state_and_consecutive_failures(store):
     state = store.feed_states([url])[url]
     assert state.consecutive_failures == 2
     assert state.etag == '"v1"'  # kept through failures for the next conditional request
-    assert unhealthy_feeds(store) == [("River Times", url, "error", "HTTP 503", 2)]
     store.update_feed(url, T0 + timedelta(minutes=45), "not-modified", None, '"v1"', None, None)
     state = store.feed_states([url])[url]
     assert state.consecutive_failures == 0
@@ -236,7 +235,6 @@ def test_feed_state_and_consecutive_failures(store):
         [url],
     )
     assert row == [("not-modified", None, 25, T0 + timedelta(minutes=45))]
-    assert unhealthy_feeds(store) == []
     assert store.feed_states([]) == {}
 
 
@@ -266,7 +264,11 @@ def test_failed_attempts_count_distinct_runs(store):
     )
     assert store.failed_attempts([a, b, c, a]) == {a: 2}
     assert store.failed_attempts([]) == {}
-    assert day_stats(store, T0, T0 + timedelta(days=1)) == (0, 0, 4)
+    activity = day_activity(store, T0, T0 + timedelta(days=1))
+    # each (URL, time) once: three runs failed on article a at the same time
+    assert activity.article_failures == 1
+    assert (activity.feeds_polled, activity.feeds_answered) == (1, 0)
+    assert (activity.articles_seen, activity.poll_times) == (0, 0)
 
 
 def test_finish_run_rejects_unknown_counts(store):
@@ -368,12 +370,14 @@ def test_write_detection_merges_repoint_members_and_chains(store):
         for c, status, into in store.sql("SELECT cluster_id, status, merged_into FROM clusters")
     )
     assert clusters == {"Na": ("active", None), "Nb": ("merged", "Na"), "Nc": ("merged", "Na")}
-    assert merges_into(store, ["Na", "Nb"]) == {"Nb": ["Nc"], "Na": ["Nb"]}
+    after = T0 + timedelta(seconds=1)
+    assert merged_into(store, ["Na", "Nb"], after) == {"Nb": ["Nc"], "Na": ["Nb"]}
+    assert merged_into(store, ["Na", "Nb"], T0) == {}  # not merged yet before T0
     assert store.cluster_births(["Na", "Nx"]) == {"Na": (T0, ids[2])}
     assert store.count("signatures") == 3
 
 
-def test_daily_cluster_members_lists_spread_clusters_gaining_articles(store):
+def test_window_members_lists_spread_clusters_gaining_articles(store):
     a = _row("hill-post", "origin", T0, "Origin")
     b = _row("river-times", "copy", T0 + timedelta(days=1), "Copy")
     c = _row("river-times", "solo", T0 + timedelta(days=1), "Solo")
@@ -387,13 +391,13 @@ def test_daily_cluster_members_lists_spread_clusters_gaining_articles(store):
         ],
     )
     day2 = T0 + timedelta(days=1) - timedelta(hours=8)
-    members = daily_cluster_members(store, day2, day2 + timedelta(days=1))
+    members = window_members(store, day2, day2 + timedelta(days=1))
     assert [(m.cluster_id, m.title) for m in members] == [
         ("Nspread", "Origin"),
         ("Nspread", "Copy"),
     ]
     # the day before the copy arrived the cluster had one outlet: nothing to report
-    assert daily_cluster_members(store, T0 - timedelta(hours=8), day2) == []
+    assert window_members(store, T0 - timedelta(hours=8), day2) == []
 
 
 def test_directory_path_raises_store_error(tmp_path):

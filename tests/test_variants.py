@@ -5,12 +5,16 @@ from __future__ import annotations
 import pytest
 
 from narratives.variants import (
+    DiffPart,
     WatchlistError,
     WatchNarrative,
+    changed_facts,
     describe_changes,
     has_wire_credit,
     parse_watchlist,
+    phrase_form,
     watchlist_hits,
+    word_diff,
 )
 
 P1 = (
@@ -165,3 +169,69 @@ def test_watchlist_hits_need_a_minimum_share_of_texts():
     assert watchlist_hits(watchlist, ["On ALTERNATE days, water."]) == ("Water cuts in the east",)
     assert watchlist_hits(watchlist, ["The alternate daysheet."]) == ()
     assert watchlist_hits(watchlist, []) == ()
+
+
+NUMBERED = """
+[[narratives]]
+key = "casualties"
+name = "Casualties concealed"
+phrases = ["685 security personnel", "4,500 soldiers"]
+"""
+
+
+def test_watchlist_phrases_with_numbers_match_that_number_only():
+    watchlist = parse_watchlist(NUMBERED)
+    assert watchlist[0].phrases == ("685 security personnel", "4500 soldiers")
+    hit = ("Casualties concealed",)
+    assert watchlist_hits(watchlist, ["Some 685 security personnel were killed."]) == hit
+    # thousands separators do not matter, the digits do
+    assert watchlist_hits(watchlist, ["It said 4500 soldiers quit."]) == hit
+    assert watchlist_hits(watchlist, ["It said 4,500 soldiers quit."]) == hit
+    assert watchlist_hits(watchlist, ["Some 100 security personnel were killed."]) == ()
+    assert watchlist_hits(watchlist, ["It said 4,600 soldiers quit."]) == ()
+    assert watchlist_hits(watchlist, ["Some 6850 security personnel were killed."]) == ()
+    assert phrase_form("Over 1,000 DEAD — 93.000 troops") == "over 1000 dead 93000 troops"
+
+
+def test_watchlist_matches_a_headline_passed_with_the_text():
+    watchlist = parse_watchlist(NUMBERED)
+    copies = [
+        "Pakistan hides toll as 685 security personnel killed\nThe figures show 685 members.",
+        "Toll hidden\nThe figures show 685 members of the security forces.",
+    ]
+    assert watchlist_hits(watchlist, copies, min_share=0.5) == ("Casualties concealed",)
+    assert watchlist_hits(watchlist, copies[1:]) == ()
+
+
+def test_word_diff_marks_changed_words_and_shortens_kept_runs():
+    origin = (
+        "One two three four five six seven eight nine ten eleven twelve. The end came in Lahore."
+    )
+    version = (
+        "One two three four five six seven eight nine ten eleven twelve. The end came in Quetta."
+    )
+    parts = word_diff(origin, version, context=2)
+    assert parts == (
+        DiffPart("same", "… came in"),
+        DiffPart("removed", "Lahore."),
+        DiffPart("added", "Quetta."),
+    )
+    assert word_diff(origin, origin) == ()
+    assert word_diff(origin, "Zero " + origin, context=2) == (
+        DiffPart("added", "Zero"),
+        DiffPart("same", "One two …"),
+    )
+
+
+def test_changed_facts_are_numbers_and_names_that_did_not_just_move():
+    first = "Officials in Islamabad said 4,500 soldiers quit."
+    second = "Reporters in Lahore saw 250 officers leave."
+    origin = f"{first} {second}"
+    edited = f"{first.replace('4,500', '5,000')} {second.replace('Lahore', 'Karachi')}"
+    assert changed_facts(origin, edited) == (
+        "numbers: 4,500 → 5,000",
+        "names and places: Lahore → Karachi",
+    )
+    assert changed_facts(origin, f"{second} {first}") == ()
+    # a capitalised word opening a sentence is not taken for a name
+    assert changed_facts("Soldiers left.", "Officers left.") == ()
