@@ -1,8 +1,12 @@
 """Prefect flows: one ingestion cycle, and the daily report. Each task body is one call into
-`flows.stages` / `flows.reporting`; tasks are per stage, never per article."""
+`flows.stages` / `flows.reporting`; tasks are per stage, never per article.
+
+A cycle works in the pipeline's own database (`StoreLayout.working`) and ends by publishing
+the analysts' catalog at the `--db` path (`store.publish`), which readers never lock."""
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -12,18 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from flows import reporting, stages
+from flows.progress import Progress, no_progress
 from ingest.config import OutletsConfig, load_outlets
 from ingest.extract import start_pool
 from ingest.http import Fetcher
 from narratives.detect import SignedTexts
 from narratives.params import DEFAULT_PARAMS, DetectionParams
-from report.render import render_markdown
 from store.db import Store
+from store.publish import Publisher, StoreLayout, prepare_layout
+
+log = logging.getLogger(__name__)
+
+
+class CycleInterrupted(KeyboardInterrupt):
+    """The cycle was stopped by Ctrl-C or SIGTERM; what it stored so far is kept."""
 
 
 def _only_network_outages(task: Any, task_run: Any, state: Any) -> bool:
@@ -46,9 +56,14 @@ def _only_network_outages(task: Any, task_run: Any, state: Any) -> bool:
     cache_policy=NO_CACHE,
 )
 def poll_feeds_task(
-    config: OutletsConfig, store: Store, fetcher: Fetcher, run_id: str, as_of: datetime
+    config: OutletsConfig,
+    store: Store,
+    fetcher: Fetcher,
+    run_id: str,
+    as_of: datetime,
+    progress: Progress = no_progress,
 ) -> stages.PollOutcome:
-    return stages.poll_feeds(config, store, fetcher, run_id, as_of)
+    return stages.poll_feeds(config, store, fetcher, run_id, as_of, progress=progress)
 
 
 @task(name="fetch-and-extract", cache_policy=NO_CACHE)
@@ -61,9 +76,10 @@ def fetch_and_extract_task(
     processes: int,
     params: DetectionParams,
     recent: SignedTexts,
+    progress: Progress = no_progress,
 ) -> stages.IngestOutcome:
     return stages.fetch_and_extract(
-        entries, fetcher, store, run_id, as_of, processes, params, recent
+        entries, fetcher, store, run_id, as_of, processes, params, recent, progress=progress
     )
 
 
@@ -72,6 +88,11 @@ def detect_task(
     store: Store, run_id: str, as_of: datetime, params: DetectionParams, recent: SignedTexts
 ) -> stages.DetectOutcome:
     return stages.detect(store, run_id, as_of, params, recent=recent)
+
+
+@task(name="publish-catalog", cache_policy=NO_CACHE)
+def publish_task(store: Store, layout: StoreLayout, as_of: datetime) -> int:
+    return Publisher(store.con, layout).publish(as_of).seq
 
 
 def _run_id() -> str:
@@ -84,76 +105,195 @@ class _Stages:
     poll: Callable[..., stages.PollOutcome]
     ingest: Callable[..., stages.IngestOutcome]
     detect: Callable[..., stages.DetectOutcome]
+    publish: Callable[..., int]
+
+
+def _publish(store: Store, layout: StoreLayout, as_of: datetime) -> int:
+    return Publisher(store.con, layout).publish(as_of).seq
 
 
 # inside a flow run, each stage is a Prefect task run; without Prefect, the plain functions
 # (a Prefect task called outside a flow would still go through Prefect's engine and API)
-PREFECT_STAGES = _Stages(poll_feeds_task, fetch_and_extract_task, detect_task)
-PLAIN_STAGES = _Stages(stages.poll_feeds, stages.fetch_and_extract, stages.detect)
+PREFECT_STAGES = _Stages(poll_feeds_task, fetch_and_extract_task, detect_task, publish_task)
+PLAIN_STAGES = _Stages(stages.poll_feeds, stages.fetch_and_extract, stages.detect, _publish)
+
+
+def open_working_store(db_path: str | Path) -> tuple[Store, StoreLayout]:
+    """The working database of the store whose catalog is at `db_path` (a store made before
+    the catalog existed is moved into place first, and its catalog published at once)."""
+    layout = StoreLayout.for_db(db_path)
+    moved = prepare_layout(layout)
+    store = Store(layout.working)
+    if moved or not layout.catalog.exists():
+        try:
+            if store.count("runs"):
+                Publisher(store.con, layout).publish()
+        except BaseException:
+            store.close()
+            raise
+    return store, layout
 
 
 def run_cycle(
     config: OutletsConfig,
-    db_path: str,
+    db_path: str | Path,
     as_of: datetime | None,
     processes: int,
     run_id: str,
     *,
     prefect_tasks: bool = False,
+    progress: Progress = no_progress,
 ) -> dict[str, Any]:
-    """The cycle's body: poll -> fetch and extract -> store -> detect, with the run recorded.
-    With `prefect_tasks` (inside `cycle_flow`) each stage runs as a Prefect task; otherwise
-    nothing here touches Prefect. The summary holds the run's counts and `seconds`, the wall
-    time of each stage."""
+    """The cycle's body: poll -> fetch and extract -> store -> detect -> publish, with the run
+    recorded in `runs` (completed, failed with the error, or interrupted). With
+    `prefect_tasks` (inside `cycle_flow`) each stage runs as a Prefect task; otherwise nothing
+    here touches Prefect. The summary holds the run's counts and `seconds`, the wall time of
+    each stage."""
     calls = PREFECT_STAGES if prefect_tasks else PLAIN_STAGES
     as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
     seconds: dict[str, float] = {}
-    with Store(db_path) as store, Fetcher(config.fetch) as fetcher:
-        store.begin_run(run_id, as_of, config.source)
-        counts: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    store, layout = open_working_store(db_path)
+    try:
+        with Fetcher(config.fetch) as fetcher:
+            store.begin_run(run_id, as_of, config.source)
+            try:
+                start_pool(processes)  # workers get ready while the feeds are polled
+                started = time.perf_counter()
+                poll = calls.poll(config, store, fetcher, run_id, as_of, progress=progress)
+                seconds["poll"] = time.perf_counter() - started
+                counts.update(
+                    feeds_polled=poll.feeds_polled,
+                    feeds_not_modified=poll.feeds_not_modified,
+                    feeds_failed=poll.feeds_failed,
+                    entries_seen=poll.entries_seen,
+                )
+                started = time.perf_counter()
+                recent = SignedTexts()  # the cycle's signed texts, for both stages
+                ingest = calls.ingest(
+                    poll.new_entries,
+                    fetcher,
+                    store,
+                    run_id,
+                    as_of,
+                    processes,
+                    DEFAULT_PARAMS,
+                    recent,
+                    progress=progress,
+                )
+                seconds["fetch_extract"] = time.perf_counter() - started
+                counts.update(
+                    articles_new=ingest.articles_new, articles_failed=ingest.articles_failed
+                )
+                started = time.perf_counter()
+                rest = calls.detect(store, run_id, as_of, DEFAULT_PARAMS, recent=recent)
+                seconds["detect"] = time.perf_counter() - started
+                found = ingest.detected
+                counts.update(
+                    clusters_new=found.clusters_new + rest.clusters_new,
+                    clusters_joined=found.clusters_joined + rest.clusters_joined,
+                    clusters_merged=found.clusters_merged + rest.clusters_merged,
+                )
+            except KeyboardInterrupt as exc:
+                _finish(store, run_id, "interrupted", counts, "stopped by a signal")
+                raise CycleInterrupted(str(exc)) from exc
+            except BaseException as exc:
+                _finish(store, run_id, "failed", counts, _one_line(exc))
+                raise
+            _finish(store, run_id, "completed", counts, None)
+        started = time.perf_counter()
         try:
-            start_pool(processes)  # workers get ready while the feeds are polled
-            started = time.perf_counter()
-            poll = calls.poll(config, store, fetcher, run_id, as_of)
-            seconds["poll"] = time.perf_counter() - started
-            counts.update(
-                feeds_polled=poll.feeds_polled,
-                feeds_not_modified=poll.feeds_not_modified,
-                feeds_failed=poll.feeds_failed,
-                entries_seen=poll.entries_seen,
-            )
-            started = time.perf_counter()
-            recent = SignedTexts()  # the cycle's signed texts, for both stages
-            ingest = calls.ingest(
-                poll.new_entries, fetcher, store, run_id, as_of, processes, DEFAULT_PARAMS, recent
-            )
-            seconds["fetch_extract"] = time.perf_counter() - started
-            counts.update(articles_new=ingest.articles_new, articles_failed=ingest.articles_failed)
-            started = time.perf_counter()
-            rest = calls.detect(store, run_id, as_of, DEFAULT_PARAMS, recent=recent)
-            seconds["detect"] = time.perf_counter() - started
-            found = ingest.detected
-            counts.update(
-                clusters_new=found.clusters_new + rest.clusters_new,
-                clusters_joined=found.clusters_joined + rest.clusters_joined,
-                clusters_merged=found.clusters_merged + rest.clusters_merged,
-            )
+            calls.publish(store, layout, as_of)
         except BaseException as exc:
-            store.finish_run(run_id, "failed", counts, f"{type(exc).__name__}: {exc}")
+            error = f"stored, but publishing failed: {_one_line(exc)}"
+            _finish(store, run_id, "failed", counts, error)
             raise
-        store.finish_run(run_id, "completed", counts, None)
+        seconds["publish"] = time.perf_counter() - started
+    finally:
+        store.close()
     rounded = {stage: round(value, 3) for stage, value in seconds.items()}
     return {"run_id": run_id, "as_of": as_of.isoformat(), **counts, "seconds": rounded}
 
 
-@flow(name="narratrace-cycle", log_prints=False)
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _finish(
+    store: Store, run_id: str, status: str, counts: dict[str, int], error: str | None
+) -> None:
+    """Record how the run ended; a store too broken to take the record (out of memory, disk
+    full) leaves the run `running`, which the next run marks abandoned."""
+    try:
+        store.finish_run(run_id, status, counts, error)
+    except Exception as exc:
+        log.error("could not record run %s as %s: %s", run_id, status, exc)
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """One line per cycle, for logs: what came in, what it joined, what failed, how long."""
+    total = sum(summary.get("seconds", {}).values())
+    return (
+        f"cycle {summary.get('as_of', '')[:16].replace('T', ' ')}: "
+        f"{summary.get('articles_new', 0)} new articles, "
+        f"{summary.get('clusters_joined', 0)} joined clusters, "
+        f"{summary.get('clusters_new', 0)} new clusters, "
+        f"{summary.get('feeds_failed', 0)} feeds and "
+        f"{summary.get('articles_failed', 0)} articles failed, "
+        f"{total:.1f} s"
+    )
+
+
+def _cycle_run_name() -> str:
+    as_of = flow_run.parameters.get("as_of") or datetime.now(UTC)
+    if isinstance(as_of, str):
+        as_of = datetime.fromisoformat(as_of)
+    return f"cycle {as_of.astimezone(UTC):%Y-%m-%d %H:%M}"
+
+
+def _report_run_name() -> str:
+    day = flow_run.parameters.get("day") or (datetime.now(UTC) - timedelta(days=1)).date()
+    return f"report {day}"
+
+
+# set by the CLI for a cycle run in its own process (a terminal's progress bar); served runs
+# log their progress instead
+progress_sink: Progress | None = None
+
+
+@flow(name="narratrace-cycle", flow_run_name=_cycle_run_name, log_prints=False)
 def cycle_flow(
     outlets_path: str, db_path: str, as_of: datetime | None = None, processes: int = 1
 ) -> dict[str, Any]:
     """Poll every feed in the outlets file, fetch and extract new articles, detect narratives,
-    and store everything in the DuckDB file."""
+    store everything in the DuckDB file and publish the analysts' catalog."""
+    from flows.progress import LogProgress
+
     config = load_outlets(outlets_path)
-    return run_cycle(config, db_path, as_of, processes, _run_id(), prefect_tasks=True)
+    progress = progress_sink or LogProgress(logging.getLogger("narratrace.cycle"))
+    summary = run_cycle(
+        config, db_path, as_of, processes, _run_id(), prefect_tasks=True, progress=progress
+    )
+    _publish_cycle_artifact(summary)
+    return summary
+
+
+def _publish_cycle_artifact(summary: dict[str, Any]) -> None:
+    from prefect.artifacts import create_table_artifact
+
+    rows = [
+        {"figure": key, "value": str(value)}
+        for key, value in summary.items()
+        if key not in ("run_id", "seconds")
+    ]
+    rows += [
+        {"figure": f"seconds {stage}", "value": f"{value:.2f}"}
+        for stage, value in summary.get("seconds", {}).items()
+    ]
+    create_table_artifact(
+        key="cycle-summary", table=rows, description=summary_line(summary)
+    )
 
 
 @task(name="write-report", cache_policy=NO_CACHE)
@@ -170,7 +310,7 @@ def write_report_task(
     )
 
 
-@flow(name="narratrace-report", log_prints=False)
+@flow(name="narratrace-report", flow_run_name=_report_run_name, log_prints=False)
 def report_flow(
     db_path: str,
     out_dir: str,
@@ -179,8 +319,13 @@ def report_flow(
     window_days: int = reporting.DEFAULT_WINDOW_DAYS,
     quiet_days: int = reporting.DEFAULT_QUIET_DAYS,
 ) -> list[str]:
-    """Write the report of `day` (default: yesterday, UTC) as HTML, Markdown and CSV, with
-    its narrative pages and the index, and publish its overview as a Markdown artifact."""
+    """Write the report of `day` (default: yesterday, UTC) from the published catalog: HTML,
+    Markdown and CSV, its narrative pages and the index; publish its overview as a Markdown
+    artifact and a link to the HTML file."""
+    from prefect.artifacts import create_link_artifact, create_markdown_artifact
+
+    from report.render import render_markdown
+
     if day is None:
         day = (datetime.now(UTC) - timedelta(days=1)).date()
     written = write_report_task(db_path, day, out_dir, narratives_path, window_days, quiet_days)
@@ -189,4 +334,12 @@ def report_flow(
         key="narratrace-daily-report",
         description=f"Narrative report of {day.isoformat()}",
     )
+    html = next((p for p in written.paths if p.suffix == ".html" and p.name.startswith("report-")), None)
+    if html is not None:
+        create_link_artifact(
+            key="narratrace-report-file",
+            link=html.resolve().as_uri(),
+            link_text=html.name,
+            description=f"The report file of {day.isoformat()}",
+        )
     return [str(p) for p in written.paths]

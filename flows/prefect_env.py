@@ -1,11 +1,14 @@
-"""Prefect settings that keep narratrace offline and quiet. Applied by the CLI before Prefect
-is imported; a value already in the environment wins."""
+"""Prefect settings that keep narratrace offline and quiet, and an orderly end for Prefect's
+background threads. Applied by the CLI before Prefect is imported; a value already in the
+environment wins."""
 
 from __future__ import annotations
 
-import atexit
+import logging
 import os
 import sys
+
+log = logging.getLogger(__name__)
 
 OFFLINE_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -21,23 +24,26 @@ def apply_offline_defaults() -> None:
         os.environ.setdefault(key, value)
 
 
-_exit_code = 0
+def stop_prefect_threads(timeout: float = 10.0) -> None:
+    """Send what Prefect's workers still hold (events, logs) and stop its event-loop threads.
 
+    Prefect runs its API client on daemon threads that outlive the last flow run. Left
+    running while the interpreter shuts down, they keep objects of the modules they touched
+    alive past module teardown, which makes duckdb 2.0 (nanobind) print pages of 'leaked
+    instance' warnings. Stopped here first, the interpreter then tears down cleanly. The
+    temporary API server is stopped afterwards by Prefect's own exit handler."""
+    if "prefect" not in sys.modules:
+        return
+    try:
+        from prefect._internal.concurrency import threads
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
 
-def set_exit_code(code: object) -> None:
-    global _exit_code
-    _exit_code = code if isinstance(code, int) else (0 if code is None else 1)
-
-
-def _finish() -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(_exit_code)
-
-
-def exit_quietly_after_cleanup() -> None:
-    """Register an exit handler that runs after every handler registered later (Prefect's
-    temporary-server shutdown among them) and then ends the process at once. It skips only
-    interpreter teardown, where duckdb 2.0 objects that Prefect's worker threads still
-    reference make nanobind print pages of 'leaked instance' warnings."""
-    atexit.register(_finish)
+        EventsWorker.drain_all(timeout=timeout)
+        APILogWorker.drain_all(timeout=timeout)
+        for loop in (threads._run_sync_loop, threads._global_loop):  # None: never started
+            if loop is not None and loop.thread.is_alive():
+                loop.shutdown()
+                loop.thread.join(timeout)
+    except Exception as exc:  # shutting down must never hide the command's own outcome
+        log.debug("stopping Prefect's threads: %s", exc)

@@ -62,7 +62,9 @@ def _open_hint(error: str) -> str:
         )
     if "is a directory" in lowered:
         return "The path is a directory; give the path of a database file (e.g. narratrace.duckdb)."
-    if "not a valid duckdb database" in lowered:
+    if "not a directory" in lowered or "file exists" in lowered:
+        return "A part of the path is a regular file, not a folder; choose another path."
+    if "not a valid duckdb database" in lowered or "corrupt" in lowered:
         return (
             "The file exists but is not a DuckDB database; check the path, or move the file "
             "away to start a new database there."
@@ -75,6 +77,7 @@ def _open_hint(error: str) -> str:
 # articles in an analyst's query) grows the process by gigabytes.
 # Beyond the cap DuckDB re-reads blocks (from the OS page cache) or spills to disk.
 DEFAULT_MEMORY_LIMIT = "256MB"
+RUN_STATUSES = ("running", "completed", "failed", "interrupted", "abandoned")
 PARAGRAPH_KEY = ["outlet_id", "paragraph_key", "article_id"]
 
 
@@ -86,23 +89,31 @@ class Store:
         memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
     ):
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self.con = duckdb.connect(self.path, read_only=read_only)
-        except duckdb.IOException as exc:
+        except (duckdb.Error, OSError) as exc:
             raise StoreError(f"cannot open {self.path}: {exc}. {_open_hint(str(exc))}") from None
         self._band_index: BandIndex | None = None
-        self.sql("SET TimeZone = 'UTC'")
-        if memory_limit:
-            self.sql(f"SET memory_limit = '{memory_limit}'")
-        if not read_only:
-            self.migrate()
+        try:
+            self.sql("SET TimeZone = 'UTC'")
+            if memory_limit:
+                self.sql(f"SET memory_limit = '{memory_limit}'")
+            if not read_only:
+                self.migrate()
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
+        """Close the connection and let go of it, so that nothing of DuckDB outlives the store."""
         if self._band_index is not None:
             self._band_index.close()  # a background merge stops where the next opening resumes
-        self.con.close()
+            self._band_index = None
+        con, self.con = self.con, _CLOSED
+        if con is not _CLOSED:
+            con.close()
 
     def sql(self, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
         """Run one statement and fetch its whole result (DuckDB 2.0 keeps a result open
@@ -199,12 +210,24 @@ class Store:
         return _Transaction(self.con)
 
     # ------------------------------------------------------------------ runs
-    def begin_run(self, run_id: str, as_of: datetime, outlets_file: str) -> None:
+    def begin_run(self, run_id: str, as_of: datetime, outlets_file: str) -> int:
+        """Record a run as started. Runs still marked running were left by a process that
+        died (this one holds the database's only write lock): they are marked abandoned, and
+        their number returned."""
+        abandoned = self.sql(
+            "UPDATE runs SET status = 'abandoned', finished_at = ?, "
+            "error = coalesce(error, 'the process running it ended without finishing it') "
+            "WHERE status = 'running' RETURNING run_id",
+            [datetime.now(UTC)],
+        )
+        for (old_run,) in abandoned:
+            log.warning("run %s was left unfinished by a process that ended; marked abandoned", old_run)
         self.sql(
             "INSERT INTO runs (run_id, started_at, as_of, status, outlets_file) "
             "VALUES (?, ?, ?, 'running', ?)",
             [run_id, datetime.now(UTC), _utc(as_of), outlets_file],
         )
+        return len(abandoned)
 
     def finish_run(
         self, run_id: str, status: str, counts: dict[str, int], error: str | None
@@ -221,6 +244,8 @@ class Store:
             "clusters_merged",
         }
         unknown = set(counts) - allowed
+        if status not in RUN_STATUSES:
+            raise ValueError(f"unknown run status {status!r}")
         if unknown:
             raise ValueError(f"unknown run counts: {sorted(unknown)}")
         sets = ", ".join(f"{key} = ?" for key in counts)
@@ -564,6 +589,16 @@ class Store:
             self._insert_new("article_matches", list(matches), ["article_id", "other_article_id"])
         # the band index follows the table right away, so that each pass pays for its own rows
         self.band_index.sync(self.con)
+
+
+class _Closed:
+    """Stands in for the connection of a closed store: any use says so."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise StoreError("the store is closed")
+
+
+_CLOSED: Any = _Closed()
 
 
 def _as_arrow(rows: Sequence[dict[str, Any]] | pa.Table) -> pa.Table | None:

@@ -286,9 +286,38 @@ def _004_unkeyed_growing_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"ALTER TABLE {table}__004 RENAME TO {table}")
 
 
+def _005_publications(con: duckdb.DuckDBPyConnection) -> None:
+    """Bookkeeping of the published catalog (store.publish): each publication, the Parquet
+    files written for it, and how far each large table is published."""
+    con.execute(
+        """
+        CREATE TABLE publications (
+            seq          BIGINT PRIMARY KEY,
+            published_at TIMESTAMPTZ NOT NULL,
+            as_of        TIMESTAMPTZ NOT NULL,
+            catalog      VARCHAR NOT NULL     -- file name in the catalogs folder
+        );
+        CREATE TABLE published_files (
+            path           VARCHAR PRIMARY KEY,  -- relative to the published folder
+            table_name     VARCHAR NOT NULL,
+            day            DATE NOT NULL,
+            rows           BIGINT NOT NULL,
+            written_seq    BIGINT NOT NULL,
+            superseded_seq BIGINT               -- merged into a day file, or republished
+        );
+        CREATE TABLE publish_marks (
+            table_name VARCHAR PRIMARY KEY,
+            next_rowid BIGINT NOT NULL,          -- rows below this row id are published
+            rows       BIGINT NOT NULL           -- how many rows that is
+        );
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("001_initial", _001_initial),
     ("002_views", _002_views),
     ("003_syndication", _003_syndication),
     ("004_unkeyed_growing_tables", _004_unkeyed_growing_tables),
+    ("005_publications", _005_publications),
 ]
