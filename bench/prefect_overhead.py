@@ -32,14 +32,11 @@ os.environ.setdefault("PREFECT_HOME", _HOME)
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.setdefault("PREFECT_SERVER_UI_ENABLED", "false")
 
-from flows.prefect_env import (  # noqa: E402
-    apply_offline_defaults,
-    exit_quietly_after_cleanup,
-)
+from flows.prefect_env import apply_offline_defaults, stop_prefect_threads_at_exit  # noqa: E402
 
 apply_offline_defaults()
-exit_quietly_after_cleanup()  # as the CLI does: no duckdb leak warnings at interpreter exit
-# runs after Prefect stops its server (registered later), before the quiet exit above
+stop_prefect_threads_at_exit()  # as the CLI does: no duckdb leak warnings at interpreter exit
+# runs after Prefect stops its server (registered later)
 atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 
 from prefect import flow  # noqa: E402

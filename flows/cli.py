@@ -8,6 +8,7 @@ import math
 import os
 import signal
 import sys
+import threading
 import tomllib
 from contextlib import nullcontext
 from datetime import date, timedelta
@@ -21,14 +22,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from flows.prefect_env import (
-    apply_offline_defaults,
-    exit_quietly_after_cleanup,
-    set_exit_code,
-)
+from flows.prefect_env import apply_offline_defaults, stop_prefect_threads
 
 apply_offline_defaults()
 
+import flows.cycle  # noqa: E402
 from flows.cycle import cycle_flow, report_flow, run_cycle  # noqa: E402
 from ingest.config import (  # noqa: E402
     ConfigError,
@@ -38,7 +36,8 @@ from ingest.config import (  # noqa: E402
     parse_outlets,
     with_schedule,
 )
-from store.db import Store, StoreError  # noqa: E402
+from store.db import StoreError  # noqa: E402
+from store.publish import Catalog, PublishError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTLETS = ROOT / "seeds" / "outlets.toml"
@@ -74,7 +73,15 @@ OutletsOpt = Annotated[
         help="Outlets TOML file ([[outlets]] with name and feeds).",
     ),
 ]
-DbOpt = Annotated[Path, typer.Option("--db", envvar="NARRATRACE_DB", help="DuckDB database file.")]
+DbOpt = Annotated[
+    Path,
+    typer.Option(
+        "--db",
+        envvar="NARRATRACE_DB",
+        help="The DuckDB file analysts open (the published catalog); the pipeline keeps its "
+        "own working files in the folder PATH.data beside it.",
+    ),
+]
 NarrativesOpt = Annotated[
     Path | None,
     typer.Option("--narratives", help="Watchlist TOML (default: seeds/narratives.toml)."),
@@ -175,17 +182,41 @@ def run(
         raise _fail(
             "use `narratrace run --once` for one cycle, or `narratrace serve` for a schedule"
         )
-    try:
-        config = load_outlets(outlets)
+    config = _load(outlets)
+    with _progress() as progress:
         if no_prefect:
             import uuid
 
-            summary = run_cycle(config, str(db), None, processes, str(uuid.uuid4()))
+            summary = run_cycle(config, db, None, processes, str(uuid.uuid4()), progress=progress)
         else:
+            flows.cycle.progress_sink = progress
             summary = cycle_flow(str(outlets), str(db), processes=processes)
-    except (ConfigError, StoreError) as exc:
-        raise _fail(str(exc)) from None
     _print_summary(summary, db)
+
+
+def _load(outlets: Path) -> Any:
+    try:
+        return load_outlets(outlets)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
+class _progress:
+    """A progress bar while a cycle runs on a terminal; log lines every few seconds
+    otherwise (shown with -v)."""
+
+    def __enter__(self) -> Any:
+        from flows.progress import LogProgress, TerminalProgress
+
+        if err.is_terminal:
+            self._bar: Any = TerminalProgress(err).__enter__()
+            return self._bar
+        self._bar = None
+        return LogProgress(logging.getLogger("narratrace.cycle"), every=5.0)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
 
 
 def _print_summary(summary: dict[str, Any], db: Path) -> None:
@@ -265,12 +296,24 @@ def serve(
             'file [schedule] report_cron ("0 6 * * *").'
         ),
     ] = None,
+    prefect_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Port of the local Prefect server (API and UI) on 127.0.0.1; default: a "
+            "free port.",
+        ),
+    ] = None,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = 0,
 ) -> None:
-    """Run cycles and daily reports on a schedule (Prefect serve). Uses PREFECT_API_URL when
-    set; otherwise starts a local Prefect server on 127.0.0.1 and stops it on exit."""
+    """Run a cycle at start and then every interval, and the daily report on its cron
+    (Prefect serve; a cycle still running when the next is due makes the next one skip).
+    Uses PREFECT_API_URL when set; otherwise starts a local Prefect server on 127.0.0.1 and
+    stops it on exit. Stop with Ctrl-C or SIGTERM."""
     from prefect import serve as prefect_serve
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.server import LocalPrefectServer, ServerError
@@ -296,44 +339,72 @@ def serve(
     if not os.environ.get("PREFECT_API_URL"):
         console.print("starting a local Prefect server on 127.0.0.1 ...")
         try:
-            server = LocalPrefectServer(log_path=db.resolve().parent / "prefect-server.log").start()
+            server = LocalPrefectServer(
+                port=prefect_port, log_path=db.absolute().parent / "prefect-server.log"
+            ).start()
         except ServerError as exc:
             raise _fail(str(exc)) from None
-        console.print(f"Prefect API at {server.api_url} (UI at {server.api_url[:-4]})")
-
-    def _stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _stop)
+        console.print(f"Prefect API at {server.api_url}, UI at {server.ui_url}")
+    elif prefect_port is not None:
+        raise _fail("--prefect-port starts a local server; it cannot be used with PREFECT_API_URL")
     settings = temporary_settings({PREFECT_API_URL: server.api_url}) if server else nullcontext()
     try:
         with settings:
+            one_at_a_time = ConcurrencyLimitConfig(
+                limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+            )
             cycle = cycle_flow.to_deployment(
                 name="cycle",
                 interval=timedelta(minutes=interval),
+                concurrency_limit=one_at_a_time,
                 parameters={
                     "outlets_path": str(outlets.resolve()),
-                    "db_path": str(db.resolve()),
+                    "db_path": str(db.absolute()),
                     "processes": processes,
                 },
             )
             daily = report_flow.to_deployment(
                 name="daily-report",
                 cron=cron,
+                concurrency_limit=one_at_a_time,
                 parameters={
-                    "db_path": str(db.resolve()),
+                    "db_path": str(db.absolute()),
                     "out_dir": str(reports.resolve()),
                     "narratives_path": str(narratives.resolve()) if narratives else None,
                 },
             )
-            console.print(f"serving: cycle every {interval:g} min, report on cron '{cron}'")
+            console.print(
+                f"serving: a cycle now and every {interval:g} min, the report on cron '{cron}'"
+            )
+            starter = threading.Thread(
+                target=_first_cycle, args=("narratrace-cycle/cycle",), daemon=True
+            )
+            starter.start()
             prefect_serve(cycle, daily, print_starting_message=False)  # type: ignore[arg-type]
-    except KeyboardInterrupt:
-        pass
     finally:
         if server is not None:
             console.print("stopping the local Prefect server ...")
             server.stop()
+
+
+def _first_cycle(deployment: str, timeout: float = 120.0) -> None:
+    """Start a run of the cycle deployment as soon as `serve` has registered it, so that a
+    cycle runs at start rather than one interval later."""
+    import time as clock
+
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    deadline = clock.monotonic() + timeout
+    while clock.monotonic() < deadline:
+        try:
+            run_deployment(deployment, timeout=0)
+            return
+        except ObjectNotFound:
+            clock.sleep(1.0)
+        except Exception as exc:
+            logging.getLogger(__name__).error("could not start the first cycle: %s", exc)
+            return
 
 
 @app.command()
@@ -360,7 +431,7 @@ def demo(
         result = run_demo(out, processes=processes, port=port, progress=console.print)
     except DemoError as exc:
         raise _fail(str(exc)) from None
-    with Store(result.db_path) as store:
+    with Catalog(result.db_path) as store:
         rows = store.sql(
             "SELECT cluster_id, outlet_count, article_count, origin_outlet, label "
             "FROM cluster_summary WHERE outlet_count > 1 "
@@ -552,18 +623,113 @@ def _write_atomically(path: Path, text: str) -> None:
         raise _fail(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    exit_quietly_after_cleanup()  # registered before any flow runs, so Prefect's handlers run first
-    try:
-        app(prog_name="narratrace")
-    except SystemExit as exc:
-        set_exit_code(exc.code)
-        raise
-    finally:
-        from ingest.extract import shutdown_pool
+class ExportFormat(StrEnum):
+    parquet = "parquet"
+    csv = "csv"
 
-        shutdown_pool()  # the extraction workers end before the quiet exit skips their cleanup
+
+@app.command()
+def export(
+    db: DbOpt = DEFAULT_DB,
+    export_format: Annotated[
+        ExportFormat, typer.Option("--format", help="File format of the exported files.")
+    ] = ExportFormat.parquet,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the exported files.")] = Path(
+        "export"
+    ),
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = 0,
+) -> None:
+    """Write every published table and view (the contract views article_clusters and
+    cluster_summary, and the tables behind them) as one Parquet or CSV file each, from the
+    last finished cycle, for tools that do not read DuckDB. Never waits for a running cycle."""
+    from store.export import export_catalog
+
+    with Catalog(db) as catalog:
+        written = export_catalog(catalog, out, export_format.value)
+    for path, rows in written:
+        console.print(f"wrote {path} ({rows} rows)", markup=False, highlight=False)
+
+
+@app.command()
+def sql(
+    query: Annotated[
+        str | None,
+        typer.Argument(help="SQL to run; without it, an interactive prompt.", show_default=False),
+    ] = None,
+    db: DbOpt = DEFAULT_DB,
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = 0,
+) -> None:
+    """Query the published database read-only, like the DuckDB shell: one query given as an
+    argument, or a prompt that runs each statement ended by ';' (.tables lists the tables and
+    views, .quit or Ctrl-D leaves). Never blocks a cycle, and a cycle never blocks it."""
+    from flows.shell import SqlShell
+
+    with Catalog(db) as catalog:
+        shell = SqlShell(catalog, console)
+        if query is not None:
+            if not shell.run(query):
+                raise typer.Exit(code=1)
+            return
+        shell.interact()
+
+
+# ---------------------------------------------------------------------------------- entry
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Python is running, so the command stops as on Ctrl-C."""
+
+
+_signal_received: int | None = None
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    global _signal_received
+    if _signal_received is not None:  # a second signal: stop waiting for a clean end
+        os._exit(128 + signum)
+    _signal_received = signum
+    raise _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    known = (ConfigError, StoreError, PublishError)
+    return text if isinstance(exc, known) and text else f"{type(exc).__name__}: {text}"
+
+
+def main() -> None:
+    """Run a command and exit with what it did: 0 when it did its job, 1 when it failed (one
+    line on stderr says why; -v shows the traceback), 2 for a usage error, 130 after Ctrl-C
+    and 143 after SIGTERM. Child processes (extraction workers) and Prefect's threads are
+    stopped before the process ends."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    code = 0
+    try:
+        app(prog_name="narratrace")  # usage errors: shown by typer, exit 2; Ctrl-C: exit 130
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:  # raised outside typer's own handling (e.g. during clean-up)
+        code = 130
+    except Exception as exc:
+        if logging.getLogger().isEnabledFor(logging.INFO):
+            err.print_exception()
+        err.print(f"[red]error:[/red] {escape(_one_line(exc))}", soft_wrap=True)
+        code = 1
+    if code == 130 or _signal_received is not None:
+        code = 128 + (_signal_received or signal.SIGINT)
+        name = "SIGTERM" if code == 143 else "Ctrl-C"
+        err.print(f"stopped by {name}; what was stored so far is kept", markup=False)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the clean-up below is not interrupted
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from ingest.extract import shutdown_pool
+
+    shutdown_pool(terminate=code != 0)
+    stop_prefect_threads()
+    sys.stdout.flush()
+    sys.exit(code)
 
 
 if __name__ == "__main__":

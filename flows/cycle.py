@@ -17,9 +17,10 @@ from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
+from prefect.runtime import deployment, flow_run
 
 from flows import reporting, stages
+from flows.prefect_env import stop_prefect_threads_at_exit
 from flows.progress import Progress, no_progress
 from ingest.config import OutletsConfig, load_outlets
 from ingest.extract import start_pool
@@ -30,6 +31,7 @@ from store.db import Store
 from store.publish import Publisher, StoreLayout, prepare_layout
 
 log = logging.getLogger(__name__)
+stop_prefect_threads_at_exit()
 
 
 class CycleInterrupted(KeyboardInterrupt):
@@ -270,11 +272,19 @@ def cycle_flow(
     store everything in the DuckDB file and publish the analysts' catalog."""
     from flows.progress import LogProgress
 
+    served = deployment.get_id() is not None  # under `narratrace serve`
     config = load_outlets(outlets_path)
     progress = progress_sink or LogProgress(logging.getLogger("narratrace.cycle"))
-    summary = run_cycle(
-        config, db_path, as_of, processes, _run_id(), prefect_tasks=True, progress=progress
-    )
+    try:
+        summary = run_cycle(
+            config, db_path, as_of, processes, _run_id(), prefect_tasks=True, progress=progress
+        )
+    except BaseException as exc:
+        if served:  # the one line a served cycle prints (Prefect logs the details)
+            print(f"cycle {_cycle_run_name()[6:]}: failed: {_one_line(exc)}", flush=True)
+        raise
+    if served:
+        print(summary_line(summary), flush=True)
     _publish_cycle_artifact(summary)
     return summary
 
@@ -291,9 +301,7 @@ def _publish_cycle_artifact(summary: dict[str, Any]) -> None:
         {"figure": f"seconds {stage}", "value": f"{value:.2f}"}
         for stage, value in summary.get("seconds", {}).items()
     ]
-    create_table_artifact(
-        key="cycle-summary", table=rows, description=summary_line(summary)
-    )
+    create_table_artifact(key="cycle-summary", table=rows, description=summary_line(summary))
 
 
 @task(name="write-report", cache_policy=NO_CACHE)
@@ -334,7 +342,9 @@ def report_flow(
         key="narratrace-daily-report",
         description=f"Narrative report of {day.isoformat()}",
     )
-    html = next((p for p in written.paths if p.suffix == ".html" and p.name.startswith("report-")), None)
+    html = next(
+        (p for p in written.paths if p.suffix == ".html" and p.name.startswith("report-")), None
+    )
     if html is not None:
         create_link_artifact(
             key="narratrace-report-file",

@@ -4,6 +4,7 @@ environment wins."""
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -47,3 +48,18 @@ def stop_prefect_threads(timeout: float = 10.0) -> None:
                 loop.thread.join(timeout)
     except Exception as exc:  # shutting down must never hide the command's own outcome
         log.debug("stopping Prefect's threads: %s", exc)
+
+
+_registered = False
+
+
+def stop_prefect_threads_at_exit() -> None:
+    """Stop Prefect's threads when the process exits (once per process; importing
+    `flows.cycle` does it, so flow runs that Prefect starts in processes of their own, under
+    `serve`, end cleanly too). Registered after Prefect is imported, this runs after the exit
+    handlers Prefect registers later (its temporary server's among them) and before those
+    registered earlier."""
+    global _registered
+    if not _registered:
+        atexit.register(stop_prefect_threads)
+        _registered = True

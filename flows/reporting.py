@@ -47,7 +47,7 @@ from report.render import (
 )
 from report.states import DEFAULT_QUIET_DAYS, day_bounds
 from store import queries
-from store.db import Store
+from store.publish import Catalog
 from store.queries import Reader
 
 log = logging.getLogger(__name__)
@@ -239,6 +239,6 @@ def write_daily_report(
     watchlist = load_watchlist(narratives_path)
     if not Path(db_path).exists():
         raise FileNotFoundError(f"no database at {db_path}; run a cycle first")
-    with Store(db_path, read_only=True) as store:
-        report = daily_report(store, day, watchlist, window_days, quiet_days)
+    with Catalog(db_path) as catalog:  # the published data: never waits for a cycle
+        report = daily_report(catalog, day, watchlist, window_days, quiet_days)
     return WrittenReport(report, write_report_files(report, Path(out_dir)))

@@ -30,6 +30,7 @@ class LocalPrefectServer:
     def __init__(self, port: int | None = None, log_path: Path | None = None):
         self.port = port or free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.ui_url = f"http://127.0.0.1:{self.port}/"
         self.log_path = log_path
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -38,6 +39,9 @@ class LocalPrefectServer:
         env.pop("PREFECT_API_URL", None)
         env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         env.setdefault("DO_NOT_TRACK", "1")
+        # the UI asks the server where the API is; without this it answers the default port
+        env["PREFECT_SERVER_UI_API_URL"] = self.api_url
+        env["PREFECT_SERVER_API_PORT"] = str(self.port)
         output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self._process = subprocess.Popen(
             [

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import xxhash
 
+from flows.progress import Progress, no_progress
 from ingest.config import OutletsConfig
 from ingest.extract import Extracted, PageToExtract, extract_stream
 from ingest.feeds import FeedEntry, parse_feed
@@ -124,7 +125,12 @@ def _hosts(results: Sequence[FetchResult]) -> set[str]:
 
 
 def poll_feeds(
-    config: OutletsConfig, store: Store, fetcher: Fetcher, run_id: str, as_of: datetime
+    config: OutletsConfig,
+    store: Store,
+    fetcher: Fetcher,
+    run_id: str,
+    as_of: datetime,
+    progress: Progress = no_progress,
 ) -> PollOutcome:
     """Conditional GET of every feed; parse; record each attempt; return unseen entries."""
     store.sync_outlets(config.outlets)
@@ -138,7 +144,11 @@ def poll_feeds(
         )
         for url in outlet_of
     ]
-    results = fetcher.fetch_many(requests, accept=FEED_ACCEPT)
+    answered: dict[int, FetchResult] = {}
+    for index, result in fetcher.fetch_iter(requests, accept=FEED_ACCEPT):
+        answered[index] = result
+        progress("feeds", len(answered), len(requests))
+    results = [answered[i] for i in sorted(answered)]
     if len(_hosts(results)) >= 2 and all(r.error_kind == "transient" for r in results):
         raise NetworkUnavailable(
             f"all {len(results)} feeds failed with transient errors, e.g. {results[0].error}"
@@ -411,6 +421,7 @@ def fetch_and_extract(
     processes: int = 1,
     params: DetectionParams | None = None,
     recent: SignedTexts | None = None,
+    progress: Progress = no_progress,
 ) -> IngestOutcome:
     """Fetch every new entry's page and extract it as it arrives (fetching overlaps the
     extraction pool, and only a few page bodies are held at once); fall back to the feed's own
@@ -429,6 +440,7 @@ def fetch_and_extract(
     window = tasks * PAGES_PER_TASK
     outcome = IngestOutcome()
     writer = _StoreWriter(store, run_id, as_of, params if processes > 1 else None, recent)
+    finished = [0]
 
     def finish(i: int, doc: Extracted | None, error: str | None) -> None:
         new, page, size = entries[i], fetched[i], sizes[i]
@@ -457,6 +469,8 @@ def fetch_and_extract(
                 run_id, as_of, "article", new.outlet_id, page, outcome_name, error, error_kind, size
             )
         writer.add(order.finish(i, row), log_row)
+        finished[0] += 1
+        progress("articles", finished[0], len(entries))
 
     def pages() -> Iterator[PageToExtract]:
         for position, page in fetcher.fetch_iter(requests, accept=PAGE_ACCEPT, buffer=window):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import logging
 import multiprocessing
+import os
 import re
+import signal
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -123,10 +127,28 @@ def _pool(processes: int) -> ProcessPoolExecutor:
         if _POOL is not None:
             _POOL.shutdown(wait=not broken)
         _POOL = ProcessPoolExecutor(
-            max_workers=processes, mp_context=multiprocessing.get_context("spawn")
+            max_workers=processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_setup,
         )
         _POOL_SIZE = processes
     return _POOL
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _worker_setup() -> None:
+    """In each extraction worker: leave Ctrl-C to the parent (which stops the pool), and die
+    with the parent if it is killed (Linux), so that no worker outlives the cycle."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the parent still stops workers on exit
+        pass
+    if os.getppid() == 1:  # the parent died before the line above took effect
+        os._exit(1)
 
 
 def _ready() -> bool:
@@ -143,11 +165,25 @@ def start_pool(processes: int) -> None:
             pool.submit(_ready)
 
 
-def shutdown_pool() -> None:
+def shutdown_pool(terminate: bool = False) -> None:
+    """Stop the extraction workers: after their current pages, or at once (`terminate`,
+    after a failure or a signal: the pages they hold are fetched again next cycle)."""
     global _POOL
-    if _POOL is not None:
-        _POOL.shutdown(wait=True)
-        _POOL = None
+    pool, _POOL = _POOL, None
+    if pool is None:
+        return
+    if terminate:
+        processes = list(getattr(pool, "_processes", {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(5)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+    else:
+        pool.shutdown(wait=True)
 
 
 def extract_many(

@@ -221,7 +221,9 @@ class Store:
             [datetime.now(UTC)],
         )
         for (old_run,) in abandoned:
-            log.warning("run %s was left unfinished by a process that ended; marked abandoned", old_run)
+            log.warning(
+                "run %s was left unfinished by a process that ended; marked abandoned", old_run
+            )
         self.sql(
             "INSERT INTO runs (run_id, started_at, as_of, status, outlets_file) "
             "VALUES (?, ?, ?, 'running', ?)",

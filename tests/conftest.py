@@ -4,9 +4,15 @@ temporary folder; warnings are errors (pyproject) except where a dependency is n
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
+import signal
+import sys
 import tempfile
+import time
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -24,18 +30,67 @@ os.environ.update(
     }
 )
 
-from flows.prefect_env import exit_quietly_after_cleanup, set_exit_code  # noqa: E402
+# every process the tests start carries this mark, so the session can tell at its end whether
+# one outlived it (an extraction worker, a simulator, a Prefect server, a browser)
+_SESSION_MARK = f"narratrace-tests-{uuid.uuid4().hex}"
+os.environ["NARRATRACE_TEST_SESSION"] = _SESSION_MARK
 
-# duckdb 2.0 objects still referenced by Prefect's worker threads at interpreter teardown make
-# nanobind print pages of leak warnings; end the process right after the exit handlers instead,
-# keeping pytest's exit status.
-exit_quietly_after_cleanup()
-# runs after Prefect stops its temporary server (registered later), before the quiet exit above
+from flows.prefect_env import stop_prefect_threads_at_exit  # noqa: E402
+
+# Prefect's threads stop before the interpreter tears down (see flows.prefect_env)
+stop_prefect_threads_at_exit()
+# runs after Prefect stops its temporary server (registered later)
 atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)
 
 
+def _marked_processes() -> list[tuple[int, str]]:
+    """(pid, command line) of live processes other than this one that carry the mark."""
+    found = []
+    needle = f"NARRATRACE_TEST_SESSION={_SESSION_MARK}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle not in (entry / "environ").read_bytes():
+                continue
+            if (entry / "stat").read_text().split(") ", 1)[1].startswith("Z"):
+                continue  # a zombie: finished, only waiting to be reaped
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            parent = int((entry / "stat").read_text().split(") ", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == os.getpid() and "resource_tracker" in command:
+            continue  # multiprocessing's tracker of this process: it ends when this one does
+        found.append((int(entry.name), command.strip()[:160]))
+    return found
+
+
 def pytest_sessionfinish(session, exitstatus):  # noqa: ANN001
-    set_exit_code(int(exitstatus))
+    """Fail the session if a process started by a test is still running at its end."""
+    if not Path("/proc/self/environ").exists():
+        return
+    if "ingest.extract" in sys.modules:  # this process's own extraction workers
+        sys.modules["ingest.extract"].shutdown_pool()
+    if "prefect.server.api.server" in sys.modules:  # Prefect's temporary server ends here
+        from prefect.server.api.server import SubprocessASGIServer
+
+        for server in list(SubprocessASGIServer._instances.values()):
+            server.stop()
+    deadline = time.monotonic() + 15
+    left = _marked_processes()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = _marked_processes()
+    if left:
+        for pid, _command in left:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        lines = "\n".join(f"  pid {pid}: {command}" for pid, command in left)
+        session.config.get_terminal_writer().line(
+            f"processes started by tests were still running at the end (killed):\n{lines}",
+            red=True,
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")
