@@ -7,9 +7,13 @@ The outlets file is TOML::
     [fetch]                              # optional; defaults below
     timeout_seconds = 20
     per_host_concurrency = 2
+    max_attempts_per_article = 3
 
-    [schedule]                           # optional; used by `narratrace serve`
-    feeds_interval_minutes = 15
+    [schedule]                           # optional
+    feeds_interval_minutes = 15          # `narratrace serve` runs a cycle this often
+    min_interval_minutes = 15            # bounds of each feed's own poll interval
+    max_interval_minutes = 240
+    cycle_budget_seconds = 600
     report_cron = "0 6 * * *"
 
     [[outlets]]
@@ -49,14 +53,21 @@ class FetchSettings:
     per_host_concurrency: int = 2
     total_concurrency: int = 16
     transient_retries: int = 1  # extra attempts for timeouts, 429 and 5xx within one cycle
-    max_attempts_per_article: int = 3  # give up on an article URL after this many failed cycles
+    max_attempts_per_article: int = 3  # cycles that may try an article's page before giving up
+    retry_delay_minutes: float = 5.0  # first wait before a failed page is tried again (doubles)
+    feed_backoff_minutes: float = 15.0  # first wait after a feed fails (doubles per failure)
+    max_backoff_minutes: float = 360.0  # cap on those waits and on a Retry-After honoured
+    max_pages_per_feed: int = 300  # pages fetched per feed and cycle; the rest wait their turn
     allow_private_hosts: bool = False
 
 
 @dataclass(frozen=True)
 class ScheduleSettings:
-    feeds_interval_minutes: float = 15.0
+    feeds_interval_minutes: float = 15.0  # how often `serve` runs a cycle
     report_cron: str = "0 6 * * *"
+    min_interval_minutes: float = 15.0  # each feed is polled at most this often ...
+    max_interval_minutes: float = 240.0  # ... and at least this often, by its publishing rate
+    cycle_budget_seconds: float = 600.0  # no fetch starts after this; the rest waits
 
 
 @dataclass(frozen=True)
@@ -140,24 +151,80 @@ def parse_outlets(data: dict[str, Any], source: str = "<config>") -> OutletsConf
             f"{source} [fetch]",
             defaults.max_attempts_per_article,
         ),
+        retry_delay_minutes=_typed(
+            fetch_table,
+            "retry_delay_minutes",
+            float,
+            f"{source} [fetch]",
+            defaults.retry_delay_minutes,
+        ),
+        feed_backoff_minutes=_typed(
+            fetch_table,
+            "feed_backoff_minutes",
+            float,
+            f"{source} [fetch]",
+            defaults.feed_backoff_minutes,
+        ),
+        max_backoff_minutes=_typed(
+            fetch_table,
+            "max_backoff_minutes",
+            float,
+            f"{source} [fetch]",
+            defaults.max_backoff_minutes,
+        ),
+        max_pages_per_feed=_typed(
+            fetch_table, "max_pages_per_feed", int, f"{source} [fetch]", defaults.max_pages_per_feed
+        ),
         allow_private_hosts=allow_private,
     )
     if fetch.timeout_seconds <= 0 or fetch.max_bytes <= 0:
         raise ConfigError(f"{source} [fetch]: timeout_seconds and max_bytes must be positive")
     if fetch.per_host_concurrency < 1 or fetch.total_concurrency < 1:
         raise ConfigError(f"{source} [fetch]: concurrency limits must be at least 1")
+    if fetch.transient_retries < 0:
+        raise ConfigError(f"{source} [fetch]: transient_retries must be 0 or more")
+    if fetch.max_attempts_per_article < 1 or fetch.max_pages_per_feed < 1:
+        raise ConfigError(
+            f"{source} [fetch]: max_attempts_per_article and max_pages_per_feed must be at least 1"
+        )
+    if min(fetch.retry_delay_minutes, fetch.feed_backoff_minutes) <= 0:
+        raise ConfigError(
+            f"{source} [fetch]: retry_delay_minutes and feed_backoff_minutes must be positive"
+        )
+    if fetch.max_backoff_minutes < max(fetch.retry_delay_minutes, fetch.feed_backoff_minutes):
+        raise ConfigError(
+            f"{source} [fetch]: max_backoff_minutes must be at least retry_delay_minutes and "
+            "feed_backoff_minutes"
+        )
 
     schedule_table = data.get("schedule", {})
     if not isinstance(schedule_table, dict):
         raise ConfigError(f"{source}: [schedule] must be a table")
+    plan = ScheduleSettings()
+    where = f"{source} [schedule]"
     schedule = ScheduleSettings(
         feeds_interval_minutes=_typed(
-            schedule_table, "feeds_interval_minutes", float, f"{source} [schedule]", 15.0
+            schedule_table, "feeds_interval_minutes", float, where, plan.feeds_interval_minutes
         ),
-        report_cron=_typed(schedule_table, "report_cron", str, f"{source} [schedule]", "0 6 * * *"),
+        report_cron=_typed(schedule_table, "report_cron", str, where, plan.report_cron),
+        min_interval_minutes=_typed(
+            schedule_table, "min_interval_minutes", float, where, plan.min_interval_minutes
+        ),
+        max_interval_minutes=_typed(
+            schedule_table, "max_interval_minutes", float, where, plan.max_interval_minutes
+        ),
+        cycle_budget_seconds=_typed(
+            schedule_table, "cycle_budget_seconds", float, where, plan.cycle_budget_seconds
+        ),
     )
     if schedule.feeds_interval_minutes <= 0:
-        raise ConfigError(f"{source} [schedule]: feeds_interval_minutes must be positive")
+        raise ConfigError(f"{where}: feeds_interval_minutes must be positive")
+    if not 0 < schedule.min_interval_minutes <= schedule.max_interval_minutes:
+        raise ConfigError(
+            f"{where}: min_interval_minutes must be positive and at most max_interval_minutes"
+        )
+    if schedule.cycle_budget_seconds <= 0:
+        raise ConfigError(f"{where}: cycle_budget_seconds must be positive")
 
     raw_outlets = data.get("outlets")
     if not isinstance(raw_outlets, list) or not raw_outlets:
