@@ -44,24 +44,45 @@ def _only_network_outages(task: Any, task_run: Any, state: Any) -> bool:
     cache_policy=NO_CACHE,
 )
 def poll_feeds_task(
-    config: OutletsConfig, store: Store, fetcher: Fetcher, run_id: str, as_of: datetime
+    config: OutletsConfig,
+    store: Store,
+    fetcher: Fetcher,
+    run_id: str,
+    as_of: datetime,
+    *,
+    progress: stages.Progress | None = None,
+    deadline: float | None = None,
 ) -> stages.PollOutcome:
-    return stages.poll_feeds(config, store, fetcher, run_id, as_of)
+    return stages.poll_feeds(
+        config, store, fetcher, run_id, as_of, progress=progress, deadline=deadline
+    )
 
 
 @task(name="fetch-and-extract", cache_policy=NO_CACHE)
 def fetch_and_extract_task(
-    entries: list[stages.NewEntry],
-    fetcher: Fetcher,
+    config: OutletsConfig,
     store: Store,
+    fetcher: Fetcher,
     run_id: str,
     as_of: datetime,
     processes: int,
     params: DetectionParams,
     recent: SignedTexts,
+    *,
+    progress: stages.Progress | None = None,
+    deadline: float | None = None,
 ) -> stages.IngestOutcome:
     return stages.fetch_and_extract(
-        entries, fetcher, store, run_id, as_of, processes, params, recent
+        config,
+        store,
+        fetcher,
+        run_id,
+        as_of,
+        processes,
+        params,
+        recent,
+        progress=progress,
+        deadline=deadline,
     )
 
 
@@ -98,13 +119,16 @@ def run_cycle(
     run_id: str,
     *,
     prefect_tasks: bool = False,
+    progress: stages.Progress | None = None,
 ) -> dict[str, Any]:
     """The cycle's body: poll -> fetch and extract -> store -> detect, with the run recorded.
     With `prefect_tasks` (inside `cycle_flow`) each stage runs as a Prefect task; otherwise
-    nothing here touches Prefect. The summary holds the run's counts and `seconds`, the wall
-    time of each stage."""
+    nothing here touches Prefect. Polling and fetching stop starting requests once the
+    schedule's `cycle_budget_seconds` have passed (what is left waits for the next cycle).
+    The summary holds the run's counts and `seconds`, the wall time of each stage."""
     calls = PREFECT_STAGES if prefect_tasks else PLAIN_STAGES
     as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
+    deadline = time.monotonic() + config.schedule.cycle_budget_seconds
     seconds: dict[str, float] = {}
     with Store(db_path) as store, Fetcher(config.fetch) as fetcher:
         store.begin_run(run_id, as_of, config.source)
@@ -112,21 +136,40 @@ def run_cycle(
         try:
             start_pool(processes)  # workers get ready while the feeds are polled
             started = time.perf_counter()
-            poll = calls.poll(config, store, fetcher, run_id, as_of)
+            poll = calls.poll(
+                config, store, fetcher, run_id, as_of, progress=progress, deadline=deadline
+            )
             seconds["poll"] = time.perf_counter() - started
             counts.update(
                 feeds_polled=poll.feeds_polled,
                 feeds_not_modified=poll.feeds_not_modified,
                 feeds_failed=poll.feeds_failed,
+                feeds_skipped=poll.feeds_skipped,
                 entries_seen=poll.entries_seen,
+                entries_new=poll.entries_new,
             )
             started = time.perf_counter()
             recent = SignedTexts()  # the cycle's signed texts, for both stages
             ingest = calls.ingest(
-                poll.new_entries, fetcher, store, run_id, as_of, processes, DEFAULT_PARAMS, recent
+                config,
+                store,
+                fetcher,
+                run_id,
+                as_of,
+                processes,
+                DEFAULT_PARAMS,
+                recent,
+                progress=progress,
+                deadline=deadline,
             )
             seconds["fetch_extract"] = time.perf_counter() - started
-            counts.update(articles_new=ingest.articles_new, articles_failed=ingest.articles_failed)
+            counts.update(
+                articles_new=ingest.articles_new,
+                articles_failed=ingest.articles_failed,
+                articles_feed_only=ingest.articles_feed_only,
+                entries_pending=ingest.entries_pending,
+                budget_exhausted=int(poll.budget_exhausted or ingest.budget_exhausted),
+            )
             started = time.perf_counter()
             rest = calls.detect(store, run_id, as_of, DEFAULT_PARAMS, recent=recent)
             seconds["detect"] = time.perf_counter() - started
