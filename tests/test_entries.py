@@ -497,3 +497,20 @@ def test_out_of_range_settings_are_refused(table: str, text: str, message: str) 
     )
     with pytest.raises(ConfigError, match=message):
         parse_outlets(data)
+
+
+def test_the_new_settings_are_read_from_the_outlets_file(tmp_path: Path) -> None:
+    text = (
+        "[fetch]\nretry_delay_minutes = 2\nfeed_backoff_minutes = 4\nmax_backoff_minutes = 90\n"
+        "max_pages_per_feed = 50\n[schedule]\nmin_interval_minutes = 5\n"
+        "max_interval_minutes = 60\ncycle_budget_seconds = 120\n"
+        '[[outlets]]\nname = "x"\nfeeds = ["https://x.example/f"]\n'
+    )
+    path = tmp_path / "outlets.toml"
+    path.write_text(text, encoding="utf-8")
+    config = load_outlets(path)
+    fetch, schedule = config.fetch, config.schedule
+    assert (fetch.retry_delay_minutes, fetch.feed_backoff_minutes) == (2.0, 4.0)
+    assert (fetch.max_backoff_minutes, fetch.max_pages_per_feed) == (90.0, 50)
+    assert (schedule.min_interval_minutes, schedule.max_interval_minutes) == (5.0, 60.0)
+    assert schedule.cycle_budget_seconds == 120.0
