@@ -36,7 +36,7 @@ from ingest.config import (  # noqa: E402
     parse_outlets,
     with_schedule,
 )
-from store.db import StoreError  # noqa: E402
+from store.db import DEFAULT_MEMORY_LIMIT, StoreError  # noqa: E402
 from store.publish import Catalog, PublishError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,6 +173,13 @@ def run(
             "server, no flow run record); for quick checks and benchmarks.",
         ),
     ] = False,
+    memory_limit: Annotated[
+        str,
+        typer.Option(
+            help="DuckDB's memory cap in the cycle (e.g. 256MB, 2GB); beyond it DuckDB spills "
+            "to disk or, when it cannot, the cycle fails."
+        ),
+    ] = DEFAULT_MEMORY_LIMIT,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = 0,
 ) -> None:
@@ -187,10 +194,20 @@ def run(
         if no_prefect:
             import uuid
 
-            summary = run_cycle(config, db, None, processes, str(uuid.uuid4()), progress=progress)
+            summary = run_cycle(
+                config,
+                db,
+                None,
+                processes,
+                str(uuid.uuid4()),
+                progress=progress,
+                memory_limit=memory_limit,
+            )
         else:
             flows.cycle.progress_sink = progress
-            summary = cycle_flow(str(outlets), str(db), processes=processes)
+            summary = cycle_flow(
+                str(outlets), str(db), processes=processes, memory_limit=memory_limit
+            )
     _print_summary(summary, db)
 
 

@@ -21,13 +21,13 @@ from prefect.runtime import deployment, flow_run
 
 from flows import reporting, stages
 from flows.prefect_env import stop_prefect_threads_at_exit
-from flows.progress import Progress, no_progress
+from flows.progress import Progress
 from ingest.config import OutletsConfig, load_outlets
 from ingest.extract import start_pool
 from ingest.http import Fetcher
 from narratives.detect import SignedTexts
 from narratives.params import DEFAULT_PARAMS, DetectionParams
-from store.db import Store
+from store.db import DEFAULT_MEMORY_LIMIT, Store
 from store.publish import Publisher, StoreLayout, prepare_layout
 
 log = logging.getLogger(__name__)
@@ -63,25 +63,40 @@ def poll_feeds_task(
     fetcher: Fetcher,
     run_id: str,
     as_of: datetime,
-    progress: Progress = no_progress,
+    *,
+    progress: Progress | None = None,
+    deadline: float | None = None,
 ) -> stages.PollOutcome:
-    return stages.poll_feeds(config, store, fetcher, run_id, as_of, progress=progress)
+    return stages.poll_feeds(
+        config, store, fetcher, run_id, as_of, progress=progress, deadline=deadline
+    )
 
 
 @task(name="fetch-and-extract", cache_policy=NO_CACHE)
 def fetch_and_extract_task(
-    entries: list[stages.NewEntry],
-    fetcher: Fetcher,
+    config: OutletsConfig,
     store: Store,
+    fetcher: Fetcher,
     run_id: str,
     as_of: datetime,
     processes: int,
     params: DetectionParams,
     recent: SignedTexts,
-    progress: Progress = no_progress,
+    *,
+    progress: Progress | None = None,
+    deadline: float | None = None,
 ) -> stages.IngestOutcome:
     return stages.fetch_and_extract(
-        entries, fetcher, store, run_id, as_of, processes, params, recent, progress=progress
+        config,
+        store,
+        fetcher,
+        run_id,
+        as_of,
+        processes,
+        params,
+        recent,
+        progress=progress,
+        deadline=deadline,
     )
 
 
@@ -120,12 +135,14 @@ PREFECT_STAGES = _Stages(poll_feeds_task, fetch_and_extract_task, detect_task, p
 PLAIN_STAGES = _Stages(stages.poll_feeds, stages.fetch_and_extract, stages.detect, _publish)
 
 
-def open_working_store(db_path: str | Path) -> tuple[Store, StoreLayout]:
+def open_working_store(
+    db_path: str | Path, memory_limit: str = DEFAULT_MEMORY_LIMIT
+) -> tuple[Store, StoreLayout]:
     """The working database of the store whose catalog is at `db_path` (a store made before
     the catalog existed is moved into place first, and its catalog published at once)."""
     layout = StoreLayout.for_db(db_path)
     moved = prepare_layout(layout)
-    store = Store(layout.working)
+    store = Store(layout.working, memory_limit=memory_limit)
     if moved or not layout.catalog.exists():
         try:
             if store.count("runs"):
@@ -144,7 +161,8 @@ def run_cycle(
     run_id: str,
     *,
     prefect_tasks: bool = False,
-    progress: Progress = no_progress,
+    progress: Progress | None = None,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
 ) -> dict[str, Any]:
     """The cycle's body: poll -> fetch and extract -> store -> detect -> publish, with the run
     recorded in `runs` (completed, failed with the error, or interrupted). With
@@ -153,39 +171,49 @@ def run_cycle(
     each stage."""
     calls = PREFECT_STAGES if prefect_tasks else PLAIN_STAGES
     as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
+    deadline = time.monotonic() + config.schedule.cycle_budget_seconds
     seconds: dict[str, float] = {}
     counts: dict[str, int] = {}
-    store, layout = open_working_store(db_path)
+    store, layout = open_working_store(db_path, memory_limit)
     try:
         with Fetcher(config.fetch) as fetcher:
             store.begin_run(run_id, as_of, config.source)
             try:
                 start_pool(processes)  # workers get ready while the feeds are polled
                 started = time.perf_counter()
-                poll = calls.poll(config, store, fetcher, run_id, as_of, progress=progress)
+                poll = calls.poll(
+                    config, store, fetcher, run_id, as_of, progress=progress, deadline=deadline
+                )
                 seconds["poll"] = time.perf_counter() - started
                 counts.update(
                     feeds_polled=poll.feeds_polled,
                     feeds_not_modified=poll.feeds_not_modified,
                     feeds_failed=poll.feeds_failed,
+                    feeds_skipped=poll.feeds_skipped,
                     entries_seen=poll.entries_seen,
+                    entries_new=poll.entries_new,
                 )
                 started = time.perf_counter()
                 recent = SignedTexts()  # the cycle's signed texts, for both stages
                 ingest = calls.ingest(
-                    poll.new_entries,
-                    fetcher,
+                    config,
                     store,
+                    fetcher,
                     run_id,
                     as_of,
                     processes,
                     DEFAULT_PARAMS,
                     recent,
                     progress=progress,
+                    deadline=deadline,
                 )
                 seconds["fetch_extract"] = time.perf_counter() - started
                 counts.update(
-                    articles_new=ingest.articles_new, articles_failed=ingest.articles_failed
+                    articles_new=ingest.articles_new,
+                    articles_failed=ingest.articles_failed,
+                    articles_feed_only=ingest.articles_feed_only,
+                    entries_pending=ingest.entries_pending,
+                    budget_exhausted=int(poll.budget_exhausted or ingest.budget_exhausted),
                 )
                 started = time.perf_counter()
                 rest = calls.detect(store, run_id, as_of, DEFAULT_PARAMS, recent=recent)
@@ -266,7 +294,11 @@ progress_sink: Progress | None = None
 
 @flow(name="narratrace-cycle", flow_run_name=_cycle_run_name, log_prints=False)
 def cycle_flow(
-    outlets_path: str, db_path: str, as_of: datetime | None = None, processes: int = 1
+    outlets_path: str,
+    db_path: str,
+    as_of: datetime | None = None,
+    processes: int = 1,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
 ) -> dict[str, Any]:
     """Poll every feed in the outlets file, fetch and extract new articles, detect narratives,
     store everything in the DuckDB file and publish the analysts' catalog."""
@@ -277,7 +309,14 @@ def cycle_flow(
     progress = progress_sink or LogProgress(logging.getLogger("narratrace.cycle"))
     try:
         summary = run_cycle(
-            config, db_path, as_of, processes, _run_id(), prefect_tasks=True, progress=progress
+            config,
+            db_path,
+            as_of,
+            processes,
+            _run_id(),
+            prefect_tasks=True,
+            progress=progress,
+            memory_limit=memory_limit,
         )
     except BaseException as exc:
         if served:  # the one line a served cycle prints (Prefect logs the details)

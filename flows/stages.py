@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import logging
 import queue
+import random
 import threading
 import time
 from collections import ChainMap
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -18,7 +21,7 @@ import pyarrow as pa
 import xxhash
 
 from flows.progress import Progress, no_progress
-from ingest.config import OutletsConfig
+from ingest.config import FetchSettings, Outlet, OutletsConfig, ScheduleSettings
 from ingest.extract import Extracted, PageToExtract, extract_stream
 from ingest.feeds import FeedEntry, parse_feed
 from ingest.http import Fetcher, FetchRequest, FetchResult
@@ -35,7 +38,7 @@ from narratives.params import DetectionParams
 from narratives.signatures import Signed
 from narratives.text import fingerprint, read_paragraphs, word_count
 from narratives.verify import Match
-from store.db import Store, StoredText
+from store.db import EntryRecord, FeedState, Store, StoredText
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +47,11 @@ FEED_ACCEPT = (
 )
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 MIN_FALLBACK_WORDS = 30  # feed text shorter than this is a teaser, not an article
-MAX_ENTRIES_PER_FEED = 300
 MAX_CANDIDATES_PER_ARTICLE = 200
 DETECT_BATCH = 1000  # articles signed, matched and written together
 PAGES_PER_TASK = 4  # pages handed to an extraction process at once
+DUE_SLACK = timedelta(minutes=1)  # a feed or entry due this soon is due now (cycles drift)
+RATE_SAMPLE = 10  # a feed's publishing rate is measured on its newest entries, this many
 
 
 class NetworkUnavailable(RuntimeError):
@@ -66,13 +70,42 @@ class NewEntry:
     feed_url: str
 
 
+@dataclass(frozen=True)
+class DueEntry:
+    """A recorded entry whose page this cycle fetches."""
+
+    new: NewEntry
+    first_seen_at: datetime
+    attempts: int = 0  # cycles that fetched its page before
+
+    @property
+    def entry_id(self) -> int:
+        return article_id_for(self.new.entry.canonical_url)
+
+    @classmethod
+    def from_record(cls, record: EntryRecord) -> DueEntry:
+        entry = FeedEntry(
+            url=record.url,
+            canonical_url=record.canonical_url,
+            title=record.title or "",
+            published_at=record.published_at,
+            author=record.author or "",
+            summary=record.summary or "",
+            content=record.content or "",
+        )
+        new = NewEntry(entry, record.outlet_id, record.feed_url or "")
+        return cls(new, record.first_seen_at, record.attempts)
+
+
 @dataclass
 class PollOutcome:
-    new_entries: list[NewEntry] = field(default_factory=list)
     feeds_polled: int = 0
     feeds_not_modified: int = 0
     feeds_failed: int = 0
-    entries_seen: int = 0
+    feeds_skipped: int = 0  # not due yet, or backing off
+    entries_seen: int = 0  # offered by the feeds that answered with a body
+    entries_new: int = 0  # recorded for the first time
+    budget_exhausted: bool = False  # feeds left unpolled when the cycle budget ran out
 
 
 @dataclass
@@ -87,9 +120,56 @@ class DetectOutcome:
 @dataclass
 class IngestOutcome:
     articles_new: int = 0
-    articles_failed: int = 0
-    fallbacks: int = 0
+    articles_failed: int = 0  # pages that failed and stored nothing (retried later, or failed)
+    articles_feed_only: int = 0  # stored from the feed's title and teaser after the last try
+    fallbacks: int = 0  # pages that failed, stored from the feed's full text
+    entries_pending: int = 0  # entries left for later cycles, after the stage
+    budget_exhausted: bool = False  # entries left unfetched when the cycle budget ran out
     detected: DetectOutcome = field(default_factory=DetectOutcome)  # during the stage
+
+
+def backoff_delay(
+    first_minutes: float,
+    failures: int,
+    cap_minutes: float,
+    retry_after: float | None = None,
+    rng: random.Random | None = None,
+) -> timedelta:
+    """How long to wait after the `failures`-th failure in a row: exponential backoff with
+    jitter (between half and all of first * 2^(failures - 1) minutes, never above the cap),
+    and at least what the server asked for with Retry-After (within the cap too)."""
+    exponent = min(max(failures, 1) - 1, 30)
+    minutes = min(cap_minutes, first_minutes * 2**exponent) * (rng or random).uniform(0.5, 1.0)
+    if retry_after is not None:
+        minutes = max(minutes, min(cap_minutes, retry_after / 60))
+    return timedelta(minutes=minutes)
+
+
+def poll_interval(
+    history: tuple[int, datetime] | None, as_of: datetime, schedule: ScheduleSettings
+) -> timedelta:
+    """A feed's own poll interval: the mean time between its newest entries up to `as_of`
+    (`history`: how many, and when the oldest of them was published), within the schedule's
+    bounds. A feed with no dated entry gets the cycle interval, within the same bounds."""
+    if history is None or history[0] < 1:
+        minutes = schedule.feeds_interval_minutes
+    else:
+        count, oldest = history
+        minutes = (as_of - oldest).total_seconds() / 60 / count
+    low, high = schedule.min_interval_minutes, schedule.max_interval_minutes
+    return timedelta(minutes=min(high, max(low, minutes)))
+
+
+def _host(url: str) -> str:
+    """The host a URL is fetched from, with its port when it names one (the key of
+    Retry-After waits; host_backoff.host)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{host}:{port}" if port else host
 
 
 def _log_row(
@@ -117,11 +197,56 @@ def _log_row(
         "attempts": result.attempts,
         "elapsed_ms": round(result.elapsed_ms, 1),
         "bytes": len(result.body) if size is None else size,
+        "retry_after": result.retry_after,
     }
+
+
+@contextmanager
+def _fetching(
+    fetcher: Fetcher, requests: Sequence[FetchRequest], accept: str, buffer: int = 0
+) -> Iterator[Iterator[tuple[int, FetchResult]]]:
+    """`Fetcher.fetch_iter`, closed on leaving: a caller that stops early (the cycle budget)
+    starts no further request, and the fetch threads end."""
+    stream = fetcher.fetch_iter(requests, accept=accept, buffer=buffer)
+    try:
+        yield stream
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
 
 
 def _hosts(results: Sequence[FetchResult]) -> set[str]:
     return {urlsplit(r.url).hostname or "" for r in results}
+
+
+def _host_wait(result: FetchResult, as_of: datetime, cap_minutes: float) -> dict[str, object]:
+    """A host_backoff row for an answer carrying Retry-After (honoured up to the cap)."""
+    seconds = min(float(result.retry_after or 0.0), cap_minutes * 60)
+    return {
+        "host": _host(result.url),
+        "until": as_of + timedelta(seconds=seconds),
+        "retry_after": result.retry_after,
+        "status_code": result.status,
+        "url": result.url,
+        "recorded_at": as_of,
+    }
+
+
+def _entry_row(entry: FeedEntry, outlet_id: str, feed_url: str, as_of: datetime) -> dict:
+    return {
+        "entry_id": article_id_for(entry.canonical_url),
+        "canonical_url": entry.canonical_url,
+        "url": entry.url,
+        "outlet_id": outlet_id,
+        "feed_url": feed_url,
+        "title": entry.title,
+        "summary": entry.summary,
+        "content": entry.content,
+        "author": entry.author,
+        "published_at": entry.published_at,
+        "first_seen_at": as_of,
+    }
 
 
 def poll_feeds(
@@ -130,103 +255,192 @@ def poll_feeds(
     fetcher: Fetcher,
     run_id: str,
     as_of: datetime,
-    progress: Progress = no_progress,
+    *,
+    progress: Progress | None = None,
+    deadline: float | None = None,
 ) -> PollOutcome:
-    """Conditional GET of every feed; parse; record each attempt; return unseen entries."""
+    """Conditional GET of every feed that is due (its own interval has passed, and neither it
+    nor its host is backing off); record each answer and every entry the feed offers, each
+    feed in one transaction with its new validators; then set each answered feed's next poll
+    from its publishing rate. Past `deadline` (time.monotonic()) no further feed is fetched.
+    The entries are fetched by `fetch_and_extract`, from the store."""
+    progress = progress or no_progress
+    settings = config.fetch
     store.sync_outlets(config.outlets)
     outlet_of = config.outlet_for_feed()
     states = store.feed_states(outlet_of)
-    requests = [
-        FetchRequest(
-            url,
-            states[url].etag if url in states else None,
-            states[url].last_modified if url in states else None,
-        )
-        for url in outlet_of
-    ]
-    answered: dict[int, FetchResult] = {}
-    for index, result in fetcher.fetch_iter(requests, accept=FEED_ACCEPT):
-        answered[index] = result
-        progress("feeds", len(answered), len(requests))
-    results = [answered[i] for i in sorted(answered)]
-    if len(_hosts(results)) >= 2 and all(r.error_kind == "transient" for r in results):
-        raise NetworkUnavailable(
-            f"all {len(results)} feeds failed with transient errors, e.g. {results[0].error}"
-        )
-    outcome = PollOutcome(feeds_polled=len(results))
-    log_rows = []
-    candidates: dict[str, NewEntry] = {}
-    for result in results:
-        outlet_id = outlet_of[result.url].outlet_id
-        if result.not_modified:
-            outcome.feeds_not_modified += 1
-            store.update_feed(
-                result.url, as_of, "not-modified", None, result.etag, result.last_modified, None
+    due_by = as_of + DUE_SLACK
+    host_waits = store.host_backoffs(due_by)
+    outcome = PollOutcome()
+    skipped: list[dict[str, object]] = []
+    due: list[str] = []
+    for url, outlet in outlet_of.items():
+        state = states[url]
+        host_until = host_waits.get(_host(url))
+        if state.backoff_until is not None and state.backoff_until > due_by:
+            reason = (
+                f"backing off until {state.backoff_until.isoformat()} after "
+                f"{state.consecutive_failures} failures in a row"
             )
-            log_rows.append(_log_row(run_id, as_of, "feed", outlet_id, result, "not-modified"))
+        elif host_until is not None:
+            reason = f"the host asked (Retry-After) to wait until {host_until.isoformat()}"
+        else:
+            if state.next_poll_at is None or state.next_poll_at <= due_by:
+                due.append(url)
+            else:
+                outcome.feeds_skipped += 1  # not due yet: its own interval
             continue
-        if not result.ok:
-            outcome.feeds_failed += 1
-            store.update_feed(result.url, as_of, "error", result.error, None, None, None)
-            log_rows.append(_log_row(run_id, as_of, "feed", outlet_id, result, "error"))
-            continue
-        parsed = parse_feed(result.body, result.final_url, result.content_type)
-        if not parsed.is_feed:
-            outcome.feeds_failed += 1
-            store.update_feed(result.url, as_of, "error", parsed.problem, None, None, None)
-            log_rows.append(
-                _log_row(
-                    run_id, as_of, "feed", outlet_id, result, "error", parsed.problem, "terminal"
+        outcome.feeds_skipped += 1
+        skipped.append(
+            {
+                "run_id": run_id,
+                "fetched_at": as_of,
+                "kind": "feed",
+                "url": url,
+                "outlet_id": outlet.outlet_id,
+                "outcome": "backoff",
+                "error": reason,
+                "attempts": 0,
+            }
+        )
+    store.log_fetches(skipped)
+    requests = [FetchRequest(url, states[url].etag, states[url].last_modified) for url in due]
+    seen: list[FetchResult] = []
+    failures: list[tuple[FetchResult, str | None]] = []
+    answered: list[str] = []
+    waits: list[dict[str, object]] = []
+    with _fetching(fetcher, requests, FEED_ACCEPT) as results:
+        for done, (_index, result) in enumerate(results, start=1):
+            seen.append(replace(result, body=b""))
+            if result.retry_after is not None:
+                waits.append(_host_wait(result, as_of, settings.max_backoff_minutes))
+            added = _record_answer(store, result, outlet_of[result.url].outlet_id, run_id, as_of)
+            if added is None:
+                failures.append((result, None))
+            elif isinstance(added, str):
+                failures.append((result, added))
+            else:
+                answered.append(result.url)
+                outcome.entries_seen += added[0]
+                outcome.entries_new += added[1]
+                outcome.feeds_not_modified += result.not_modified
+            progress("feeds", done, len(requests))
+            if deadline is not None and time.monotonic() > deadline and done < len(requests):
+                outcome.budget_exhausted = True
+                log.warning(
+                    "cycle budget spent: %d of %d due feeds left for the next cycle",
+                    len(requests) - done,
+                    len(requests),
                 )
-            )
-            continue
-        status = "ok"
-        if parsed.problem:
-            log.warning(
-                "feed %s is malformed (%s); salvaged %d entries",
-                result.url,
-                parsed.problem,
-                len(parsed.entries),
-            )
-            status = "salvaged"
-        store.update_feed(
-            result.url,
-            as_of,
-            "ok",
+                break
+    outcome.feeds_polled = len(seen)
+    if len(_hosts(seen)) >= 2 and all(r.error_kind == "transient" for r in seen):
+        raise NetworkUnavailable(
+            f"all {len(seen)} feeds failed with transient errors, e.g. {seen[0].error}"
+        )
+    outcome.feeds_failed = len(failures)
+    _record_failures(store, failures, states, outlet_of, run_id, as_of, settings)
+    store.record_host_backoffs(waits)
+    history = store.publishing_history(answered, as_of, RATE_SAMPLE)
+    store.schedule_feeds(
+        {url: as_of + poll_interval(history.get(url), as_of, config.schedule) for url in answered}
+    )
+    return outcome
+
+
+def _record_answer(
+    store: Store, result: FetchResult, outlet_id: str, run_id: str, as_of: datetime
+) -> tuple[int, int] | str | None:
+    """Record a feed that answered: (entries offered, entries new); the problem when the body
+    is not a feed; None when the request failed (recorded by the caller)."""
+    url = result.url
+    if result.not_modified:
+        row = _log_row(run_id, as_of, "feed", outlet_id, result, "not-modified")
+        store.record_feed(
+            url, as_of, "not-modified", None, result.etag, result.last_modified, None, (), row
+        )
+        return 0, 0
+    if not result.ok:
+        return None
+    try:
+        parsed = parse_feed(result.body, result.final_url, result.content_type)
+    except Exception as exc:  # one feed the parser chokes on never stops the others
+        log.warning("parsing feed %s failed: %s", url, exc)
+        return f"the feed parser failed: {type(exc).__name__}: {exc}"
+    if not parsed.is_feed:
+        return parsed.problem or "not a feed"
+    status = "ok"
+    if parsed.problem:
+        log.warning(
+            "feed %s is malformed (%s); salvaged %d entries",
+            url,
             parsed.problem,
-            result.etag,
-            result.last_modified,
             len(parsed.entries),
         )
-        log_rows.append(
-            _log_row(
-                run_id,
-                as_of,
-                "feed",
-                outlet_id,
-                result,
-                status,
-                parsed.problem,
-                "terminal" if parsed.problem else None,
-            )
+        status = "salvaged"
+    row = _log_row(
+        run_id,
+        as_of,
+        "feed",
+        outlet_id,
+        result,
+        status,
+        parsed.problem,
+        "terminal" if parsed.problem else None,
+    )
+    entries = [_entry_row(entry, outlet_id, url, as_of) for entry in parsed.entries]
+    added = store.record_feed(
+        url,
+        as_of,
+        "ok",
+        parsed.problem,
+        result.etag,
+        result.last_modified,
+        len(parsed.entries),
+        entries,
+        row,
+    )
+    return len(entries), added
+
+
+def _record_failures(
+    store: Store,
+    failures: list[tuple[FetchResult, str | None]],
+    states: dict[str, FeedState],
+    outlet_of: dict[str, Outlet],
+    run_id: str,
+    as_of: datetime,
+    settings: FetchSettings,
+) -> None:
+    """Failed feeds: their health, their next try (exponential backoff with jitter, at
+    least any Retry-After) and their log rows. Recorded after the network-outage check, so
+    that an outage does not put every feed into backoff."""
+    rows = []
+    updates = []
+    for result, problem in failures:
+        failures_in_row = states[result.url].consecutive_failures + 1
+        wait = backoff_delay(
+            settings.feed_backoff_minutes,
+            failures_in_row,
+            settings.max_backoff_minutes,
+            result.retry_after,
         )
-        entries = parsed.entries[:MAX_ENTRIES_PER_FEED]
-        outcome.entries_seen += len(entries)
-        for entry in entries:
-            candidates.setdefault(entry.canonical_url, NewEntry(entry, outlet_id, result.url))
-    store.log_fetches(log_rows)
-    known = store.known_urls(candidates)
-    unseen = [c for url, c in candidates.items() if url not in known]
-    attempts = store.failed_attempts(c.entry.url for c in unseen)
-    limit = config.fetch.max_attempts_per_article
-    outcome.new_entries = [c for c in unseen if attempts.get(c.entry.url, 0) < limit]
-    return outcome
+        error = problem or result.error
+        updates.append((result.url, as_of, error, as_of + wait))
+        outlet_id = outlet_of[result.url].outlet_id
+        if problem is None:
+            rows.append(_log_row(run_id, as_of, "feed", outlet_id, result, "error"))
+        else:
+            rows.append(
+                _log_row(run_id, as_of, "feed", outlet_id, result, "error", problem, "terminal")
+            )
+    store.record_feed_failures(updates, rows)
 
 
 def _article_row(
     new: NewEntry,
     run_id: str,
-    as_of: datetime,
+    first_seen_at: datetime,
     text: str,
     source: str,
 ) -> dict[str, object]:
@@ -244,13 +458,21 @@ def _article_row(
         "sitename": "",
         "language": "",
         "published_at": entry.published_at,
-        "first_seen_at": as_of,
+        "first_seen_at": first_seen_at,
         "text": text,
         "text_source": source,
         "content_hash": content_hash,
         "word_count": words,
         "run_id": run_id,
     }
+
+
+def feed_only_text(entry: FeedEntry) -> str:
+    """What a feed-only article holds: the title and the feed's teaser (each once)."""
+    parts = [entry.title.strip(), entry.best_text.strip()]
+    if parts[0] and parts[1].startswith(parts[0]):
+        parts = parts[1:]
+    return "\n\n".join(part for part in parts if part)
 
 
 def _page_metadata(entry: FeedEntry, doc: Extracted) -> dict[str, object]:
@@ -264,25 +486,33 @@ def _page_metadata(entry: FeedEntry, doc: Extracted) -> dict[str, object]:
     }
 
 
-def _clustering_key(published_at: datetime | None, article_id: int) -> tuple[bool, datetime, int]:
-    """Where an article of this cycle falls in the order detection sees it in (the order of
-    `Store.articles_to_sign` within one `first_seen_at`: published_at NULLS LAST, article id)."""
-    return (published_at is None, published_at or _NO_DATE, article_id)
+ClusteringKey = tuple[datetime, bool, datetime, int]
+
+
+def _clustering_key(
+    first_seen_at: datetime, published_at: datetime | None, article_id: int
+) -> ClusteringKey:
+    """Where an article falls in the order detection sees it in (the order of
+    `Store.articles_to_sign`: first_seen_at, published_at NULLS LAST, article id)."""
+    return (first_seen_at, published_at is None, published_at or _NO_DATE, article_id)
 
 
 _NO_DATE = datetime(1970, 1, 1, tzinfo=UTC)
 
+Finished = tuple[dict[str, object] | None, dict[str, object] | None]  # article row, entry update
+
 
 class _InClusteringOrder:
-    """Hands on finished articles in clustering order as soon as every entry sorting before
-    them is finished. Entries whose feed gives no date are fetched first: their place is known
-    only once their page is read (`published_at` then comes from the page)."""
+    """Hands on finished entries (their article row, if any, and their entry's update) in
+    clustering order as soon as every entry sorting before them is finished. Entries whose
+    feed gives no date are fetched first: their place is known only once their page is read
+    (`published_at` then comes from the page)."""
 
-    def __init__(self, entries: Sequence[NewEntry]):
+    def __init__(self, entries: Sequence[DueEntry]):
         self._entries = entries
-        self._ids = [article_id_for(e.entry.canonical_url) for e in entries]
-        self._undated_left = sum(1 for e in entries if e.entry.published_at is None)
-        self._finished: dict[int, dict[str, object] | None] = {}
+        self._ids = [e.entry_id for e in entries]
+        self._undated_left = sum(1 for e in entries if e.new.entry.published_at is None)
+        self._finished: dict[int, Finished] = {}
         self._sequence: list[int] | None = None
         self._next = 0
 
@@ -290,47 +520,50 @@ class _InClusteringOrder:
         """Entry indexes: the undated ones first, then the dated ones in clustering order."""
         return sorted(
             range(len(self._entries)),
-            key=lambda i: (
-                self._entries[i].entry.published_at is not None,
-                _clustering_key(self._entries[i].entry.published_at, self._ids[i]),
-            ),
+            key=lambda i: (self._entries[i].new.entry.published_at is not None, self._key(i)),
         )
 
-    def finish(self, index: int, row: dict[str, object] | None) -> list[dict[str, object]]:
-        """Record entry `index` as finished (`row` None: nothing stored); return the rows whose
-        turn has come, in order."""
-        self._finished[index] = row
-        if self._entries[index].entry.published_at is None:
+    def finish(
+        self,
+        index: int,
+        row: dict[str, object] | None,
+        update: dict[str, object] | None = None,
+    ) -> list[Finished]:
+        """Record entry `index` as finished (`row` None: no article; `update` None: its entry
+        stays as it is); return what is ready, in order."""
+        self._finished[index] = (row, update)
+        if self._entries[index].new.entry.published_at is None:
             self._undated_left -= 1
         if self._undated_left:
             return []
         if self._sequence is None:
-            self._sequence = sorted(range(len(self._entries)), key=self._final_key)
-        ready: list[dict[str, object]] = []
+            self._sequence = sorted(range(len(self._entries)), key=self._key)
+        ready: list[Finished] = []
         while self._next < len(self._sequence) and self._sequence[self._next] in self._finished:
             done = self._finished.pop(self._sequence[self._next])
             self._next += 1
-            if done is not None:
+            if done != (None, None):
                 ready.append(done)
         return ready
 
-    def _final_key(self, index: int) -> tuple[bool, datetime, int]:
-        row = self._finished.get(index)
-        published = self._entries[index].entry.published_at
+    def _key(self, index: int) -> ClusteringKey:
+        due = self._entries[index]
+        published = due.new.entry.published_at
+        row = self._finished.get(index, (None, None))[0]
         if published is None and row is not None:
             published = row["published_at"]  # type: ignore[assignment]
-        return _clustering_key(published, self._ids[index])
+        return _clustering_key(due.first_seen_at, published, self._ids[index])
 
 
 class _StoreWriter:
-    """Stores article rows and fetch records on a thread of its own, and, given detection
-    parameters, detects each full batch of DETECT_BATCH articles as soon as it is stored,
-    while the pages after it are still being fetched and extracted. Rows arrive in
-    clustering order, so the batches are the ones `detect` would form after the stage, and
-    the result is the same; the last partial batch is left to the detect stage. The store is
-    used by this thread alone until `close()`."""
+    """Stores article rows with their entries' updates, and fetch records, on a thread of its
+    own, and, given detection parameters, detects each full batch of DETECT_BATCH articles as
+    soon as it is stored, while the pages after it are still being fetched and extracted.
+    Rows arrive in clustering order, so the batches are the ones `detect` would form after
+    the stage, and the result is the same; the last partial batch is left to the detect
+    stage. The store is used by this thread alone until `close()`."""
 
-    CHUNK = 200  # rows stored together
+    CHUNK = 200  # entries stored together
 
     def __init__(
         self,
@@ -345,10 +578,10 @@ class _StoreWriter:
         self._as_of = as_of
         self._params = params
         self._recent = recent if recent is not None else SignedTexts()
-        self._queue: queue.SimpleQueue[tuple[str, list[dict[str, object]]] | None] = (
-            queue.SimpleQueue()
-        )
+        # ("log", rows) or ("entries", (article rows, entry updates)); None ends the thread
+        self._queue: queue.SimpleQueue[tuple[str, Any] | None] = queue.SimpleQueue()
         self._rows: list[dict[str, object]] = []
+        self._updates: list[dict[str, object]] = []
         self._log: list[dict[str, object]] = []
         self._error: BaseException | None = None
         self.articles_new = 0
@@ -356,21 +589,26 @@ class _StoreWriter:
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
 
-    def add(self, rows: list[dict[str, object]], log_row: dict[str, object]) -> None:
+    def add(self, finished: list[Finished], log_row: dict[str, object] | None) -> None:
         if self._error is not None:
             raise RuntimeError("storing articles failed") from self._error
-        self._rows.extend(rows)
-        self._log.append(log_row)
-        if len(self._rows) >= self.CHUNK:
+        for row, update in finished:
+            if row is not None:
+                self._rows.append(row)
+            if update is not None:
+                self._updates.append(update)
+        if log_row is not None:
+            self._log.append(log_row)
+        if len(self._updates) >= self.CHUNK:
             self._flush()
 
     def _flush(self) -> None:
         if self._log:
             self._queue.put(("log", self._log))
             self._log = []
-        if self._rows:
-            self._queue.put(("articles", self._rows))
-            self._rows = []
+        if self._updates or self._rows:
+            self._queue.put(("entries", (self._rows, self._updates)))
+            self._rows, self._updates = [], []
 
     def close(self) -> None:
         """Store what is left, wait for the thread, and raise whatever stopped it."""
@@ -385,11 +623,12 @@ class _StoreWriter:
         unsigned = 0
         try:
             while (item := self._queue.get()) is not None:
-                kind, rows = item
+                kind, payload = item
                 if kind == "log":
-                    self._store.log_fetches(rows)
+                    self._store.log_fetches(payload)
                     continue
-                added = self._store.insert_articles(rows)
+                rows, updates = payload
+                added = self._store.finish_entries(rows, updates)
                 self.articles_new += added
                 unsigned += added
                 if self._params is not None and unsigned >= DETECT_BATCH:
@@ -412,83 +651,159 @@ def _add_outcome(total: DetectOutcome, part: DetectOutcome) -> None:
         setattr(total, name, getattr(total, name) + getattr(part, name))
 
 
+def _retryable(page: FetchResult) -> bool:
+    """A page worth asking for again: the server answered with an error status (a 404 may be
+    a page not up yet), or the network failed on the way. Not: a refused address, a body too
+    large, a page that came but holds no article."""
+    return not page.ok and (page.status is not None or page.error_kind == "transient")
+
+
 def fetch_and_extract(
-    entries: Sequence[NewEntry],
-    fetcher: Fetcher,
+    config: OutletsConfig,
     store: Store,
+    fetcher: Fetcher,
     run_id: str,
     as_of: datetime,
     processes: int = 1,
     params: DetectionParams | None = None,
     recent: SignedTexts | None = None,
-    progress: Progress = no_progress,
+    *,
+    progress: Progress | None = None,
+    deadline: float | None = None,
 ) -> IngestOutcome:
-    """Fetch every new entry's page and extract it as it arrives (fetching overlaps the
-    extraction pool, and only a few page bodies are held at once); fall back to the feed's own
-    text when a page fails; record every attempt; store the articles (idempotently) in
-    clustering order as they are ready. With `params` and an extraction pool (processes > 1),
-    full batches of articles are detected while later pages are still being extracted, on the
+    """Fetch the page of every recorded entry that is due (new entries, and failed pages
+    whose retry time has come; at most `max_pages_per_feed` per feed, the rest wait for later
+    cycles; none on a host that asked to wait) and extract it as it arrives (fetching
+    overlaps the extraction pool, and only a few page bodies are held at once). A page that
+    fails falls back to the feed's text when that is a full article; else its entry is tried
+    again in a later cycle (exponential backoff with jitter, at least any Retry-After) up to
+    `max_attempts_per_article`, and after that it is stored from the feed's title and teaser
+    (`text_source = 'feed-only'`). Every attempt is recorded; articles are stored
+    (idempotently) in clustering order as they are ready, each with its entry's new status in
+    one transaction. Past `deadline` (time.monotonic()) no further page is fetched and the
+    entries left stay pending. With `params` and an extraction pool (processes > 1), full
+    batches of articles are detected while later pages are still being extracted, on the
     core the pool leaves; `outcome.detected` counts them and `detect` finishes the rest (pass
     both the same `recent` so texts signed for one batch are not tokenised again for the
     next)."""
+    progress = progress or no_progress
+    settings = config.fetch
+    due_by = as_of + DUE_SLACK
+    waiting = store.host_backoffs(due_by)
+    entries = [
+        DueEntry.from_record(record)
+        for record in store.due_entries(
+            config.outlet_for_feed(), due_by, settings.max_pages_per_feed
+        )
+        if _host(record.url) not in waiting
+    ]
     order = _InClusteringOrder(entries)
     fetch_order = order.fetch_order()
-    requests = [FetchRequest(entries[i].entry.url) for i in fetch_order]
+    requests = [FetchRequest(entries[i].new.entry.url) for i in fetch_order]
     fetched: dict[int, FetchResult] = {}
     sizes: dict[int, int] = {}
+    finished: set[int] = set()
+    host_waits: list[dict[str, object]] = []
     tasks = max(2, processes) * 3  # extraction tasks in flight, PAGES_PER_TASK pages each
     window = tasks * PAGES_PER_TASK
     outcome = IngestOutcome()
     writer = _StoreWriter(store, run_id, as_of, params if processes > 1 else None, recent)
-    finished = [0]
 
     def finish(i: int, doc: Extracted | None, error: str | None) -> None:
-        new, page, size = entries[i], fetched[i], sizes[i]
+        due, page, size = entries[i], fetched[i], sizes[i]
+        new, attempts = due.new, due.attempts + 1
+        update: dict[str, object] = {
+            "entry_id": due.entry_id,
+            "status": "stored",
+            "attempts": attempts,
+            "last_attempt_at": as_of,
+        }
         row: dict[str, object] | None = None
         if doc is not None:
-            row = _article_row(new, run_id, as_of, doc.text, "page")
+            row = _article_row(new, run_id, due.first_seen_at, doc.text, "page")
             page_words = int(row["word_count"])  # type: ignore[call-overload]
             feed_text = new.entry.content
             # a text has fewer words than characters: most feed teasers need no counting
             if len(feed_text) > 1.5 * page_words and word_count(feed_text) > 1.5 * page_words:
                 # a paywalled or truncated page: the feed carries the full text
-                row = _article_row(new, run_id, as_of, feed_text, "feed")
+                row = _article_row(new, run_id, due.first_seen_at, feed_text, "feed")
             row.update(_page_metadata(new.entry, doc))
             log_row = _log_row(run_id, as_of, "article", new.outlet_id, page, "ok", size=size)
         else:
             error_kind = page.error_kind if not page.ok else "terminal"
+            update.update(last_error=error, last_error_kind=error_kind)
             fallback = new.entry.best_text
+            outcome_name = "error"
             if word_count(fallback) >= MIN_FALLBACK_WORDS:
-                row = _article_row(new, run_id, as_of, fallback, "feed")
+                row = _article_row(new, run_id, due.first_seen_at, fallback, "feed")
                 outcome.fallbacks += 1
                 outcome_name = "fallback"
-            else:
+            elif _retryable(page) and attempts < settings.max_attempts_per_article:
+                wait = backoff_delay(
+                    settings.retry_delay_minutes,
+                    attempts,
+                    settings.max_backoff_minutes,
+                    page.retry_after,
+                )
+                update.update(status="pending", next_attempt_at=as_of + wait)
                 outcome.articles_failed += 1
-                outcome_name = "error"
+            else:
+                tried = (
+                    f"page failed in {attempts} cycles" if _retryable(page) else "no usable page"
+                )
+                update["reason"] = f"{tried}: {error}"
+                text = feed_only_text(new.entry)
+                if text:
+                    row = _article_row(new, run_id, due.first_seen_at, text, "feed-only")
+                    update["status"] = "feed-only"
+                    outcome.articles_feed_only += 1
+                else:
+                    update["status"] = "failed"
+                    update["reason"] = f"{tried} and the feed gives no text: {error}"
+                    outcome.articles_failed += 1
             log_row = _log_row(
                 run_id, as_of, "article", new.outlet_id, page, outcome_name, error, error_kind, size
             )
-        writer.add(order.finish(i, row), log_row)
-        finished[0] += 1
-        progress("articles", finished[0], len(entries))
+        if row is not None:
+            update["article_id"] = row["article_id"]
+        writer.add(order.finish(i, row, update), log_row)
+        finished.add(i)
+        progress("articles", len(finished), len(entries))
 
     def pages() -> Iterator[PageToExtract]:
-        for position, page in fetcher.fetch_iter(requests, accept=PAGE_ACCEPT, buffer=window):
-            index = fetch_order[position]
-            sizes[index] = len(page.body)
-            fetched[index] = replace(page, body=b"")
-            if page.ok:
-                yield PageToExtract(str(index), page.body, page.final_url, page.content_type)
-            else:
-                finish(index, None, page.error)
+        with _fetching(fetcher, requests, PAGE_ACCEPT, window) as results:
+            for done, (position, page) in enumerate(results, start=1):
+                index = fetch_order[position]
+                sizes[index] = len(page.body)
+                fetched[index] = replace(page, body=b"")
+                if page.retry_after is not None:
+                    host_waits.append(_host_wait(page, as_of, settings.max_backoff_minutes))
+                if page.ok:
+                    yield PageToExtract(str(index), page.body, page.final_url, page.content_type)
+                else:
+                    finish(index, None, page.error)
+                if deadline is not None and time.monotonic() > deadline and done < len(requests):
+                    outcome.budget_exhausted = True
+                    return  # no further fetch starts; those in flight are dropped
 
     try:
         for key, doc, error in extract_stream(pages(), processes, tasks, PAGES_PER_TASK):
             finish(int(key), doc, error)
+        if outcome.budget_exhausted:
+            left = [i for i in range(len(entries)) if i not in finished]
+            log.warning(
+                "cycle budget spent: %d of %d due entries left for the next cycle",
+                len(left),
+                len(entries),
+            )
+            for i in left:  # they stay pending; the finished ones after them are stored
+                writer.add(order.finish(i, None), None)
     finally:
         writer.close()
+    store.record_host_backoffs(host_waits)
     outcome.articles_new = writer.articles_new
     outcome.detected = writer.detected
+    outcome.entries_pending = store.pending_entries()
     return outcome
 
 

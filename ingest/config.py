@@ -150,9 +150,29 @@ class FetchSettings(_Settings):
         default=1, ge=0, description="Extra attempts for timeouts, 429 and 5xx within one cycle."
     )
     max_attempts_per_article: int = Field(
-        default=3, ge=1, description="Cycles that may fail on an article URL before it is given up."
+        default=3, ge=1, description="Cycles that may try an article's page before giving up."
+    )
+    retry_delay_minutes: float = Field(
+        default=5.0, gt=0, description="First wait before a failed page is tried again (doubles)."
+    )
+    feed_backoff_minutes: float = Field(
+        default=15.0, gt=0, description="First wait after a feed fails (doubles per failure)."
+    )
+    max_backoff_minutes: float = Field(
+        default=360.0, gt=0, description="Cap on those waits and on a Retry-After honoured."
+    )
+    max_pages_per_feed: int = Field(
+        default=300, ge=1, description="Pages fetched per feed and cycle; the rest wait their turn."
     )
     allow_private_hosts: bool = False  # written at the top of the file
+
+    @model_validator(mode="after")
+    def _backoff_cap(self) -> FetchSettings:
+        if self.max_backoff_minutes < max(self.retry_delay_minutes, self.feed_backoff_minutes):
+            raise ValueError(
+                "max_backoff_minutes must be at least retry_delay_minutes and feed_backoff_minutes"
+            )
+        return self
 
 
 class ScheduleSettings(_Settings):
@@ -163,6 +183,21 @@ class ScheduleSettings(_Settings):
         default="0 6 * * *",
         description="Cron (UTC) of the daily report: minute hour day month weekday.",
     )
+    min_interval_minutes: float = Field(
+        default=15.0, gt=0, description="Each feed is polled at most this often ..."
+    )
+    max_interval_minutes: float = Field(
+        default=240.0, gt=0, description="... and at least this often, by its publishing rate."
+    )
+    cycle_budget_seconds: float = Field(
+        default=600.0, gt=0, description="No fetch starts after this; the rest waits."
+    )
+
+    @model_validator(mode="after")
+    def _interval_bounds(self) -> ScheduleSettings:
+        if self.min_interval_minutes > self.max_interval_minutes:
+            raise ValueError("min_interval_minutes must be at most max_interval_minutes")
+        return self
 
 
 class Outlet(_Settings):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import json
 import logging
 import multiprocessing
 import os
 import re
 import signal
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -117,6 +117,26 @@ def _extract_one(page: PageToExtract) -> tuple[str, Extracted | None, str | None
 
 _POOL: ProcessPoolExecutor | None = None
 _POOL_SIZE = 0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: a worker ends when the process that started it ends, however it
+    ends (SIGKILL included), instead of living on as an orphan. On Linux the kernel sends
+    the worker SIGKILL (PR_SET_PDEATHSIG); it does so when the *thread* that started the
+    worker ends, so the pool starts all its workers at once, from the thread that creates
+    it (see `_pool`). A parent gone before this runs is caught by its pid. Ctrl-C is left
+    to the parent, which stops the pool."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+                log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+        except (OSError, AttributeError) as exc:
+            log.warning("cannot tie the extraction worker to its parent: %s", exc)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _pool(processes: int) -> ProcessPoolExecutor:
@@ -129,26 +149,15 @@ def _pool(processes: int) -> ProcessPoolExecutor:
         _POOL = ProcessPoolExecutor(
             max_workers=processes,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_worker_setup,
+            initializer=_die_with_parent,
+            initargs=(os.getpid(),),
         )
         _POOL_SIZE = processes
+        # every worker starts now, from this thread (a spawn pool would otherwise start them
+        # on demand, from whichever thread submits; see _die_with_parent)
+        for _ in range(processes):
+            _POOL.submit(_ready)
     return _POOL
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _worker_setup() -> None:
-    """In each extraction worker: leave Ctrl-C to the parent (which stops the pool), and die
-    with the parent if it is killed (Linux), so that no worker outlives the cycle."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: the parent still stops workers on exit
-        pass
-    if os.getppid() == 1:  # the parent died before the line above took effect
-        os._exit(1)
 
 
 def _ready() -> bool:
@@ -158,11 +167,10 @@ def _ready() -> bool:
 def start_pool(processes: int) -> None:
     """Start the extraction workers now, without waiting for them: each takes a second or
     two to import trafilatura, which then overlaps whatever the caller does next (polling
-    feeds) instead of delaying the first pages."""
+    feeds) instead of delaying the first pages. Call it from a thread that outlives the
+    pool's use (the cycle's own)."""
     if processes > 1:
-        pool = _pool(processes)
-        for _ in range(processes):
-            pool.submit(_ready)
+        _pool(processes)
 
 
 def shutdown_pool(terminate: bool = False) -> None:

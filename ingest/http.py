@@ -16,6 +16,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
 import urllib3
@@ -57,6 +59,7 @@ class FetchResult:
     attempts: int = 1
     elapsed_ms: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    retry_after: float | None = None  # seconds the server asked to wait (Retry-After)
 
     @property
     def ok(self) -> bool:
@@ -291,7 +294,25 @@ class Fetcher:
             error=error,
             error_kind=kind,
             headers={k.lower(): v for k, v in response.headers.items()},
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
         )
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a Retry-After header asks for (delta-seconds or an HTTP date; 0 for a date in
+    the past); None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _interleaved_by_host(requests: Sequence[FetchRequest]) -> list[int]:

@@ -35,6 +35,58 @@ class FeedState:
     etag: str | None
     last_modified: str | None
     consecutive_failures: int
+    next_poll_at: datetime | None = None  # not polled before this (its own interval)
+    backoff_until: datetime | None = None  # failing: not polled before this
+
+
+@dataclass(frozen=True)
+class EntryRecord:
+    """A recorded feed entry whose page is still to be fetched."""
+
+    entry_id: int
+    canonical_url: str
+    url: str
+    outlet_id: str
+    feed_url: str | None
+    title: str | None
+    summary: str | None
+    content: str | None
+    author: str | None
+    published_at: datetime | None
+    first_seen_at: datetime
+    attempts: int
+
+
+ENTRY_COLUMNS = pa.schema(
+    [
+        ("entry_id", pa.int64()),
+        ("canonical_url", pa.string()),
+        ("url", pa.string()),
+        ("outlet_id", pa.string()),
+        ("feed_url", pa.string()),
+        ("title", pa.string()),
+        ("summary", pa.string()),
+        ("content", pa.string()),
+        ("author", pa.string()),
+        ("published_at", pa.timestamp("us", tz="UTC")),
+        ("first_seen_at", pa.timestamp("us", tz="UTC")),
+        ("status", pa.string()),
+        ("attempts", pa.int32()),
+    ]
+)
+ENTRY_UPDATE = pa.schema(  # what a page fetch changes in an entry
+    [
+        ("entry_id", pa.int64()),
+        ("status", pa.string()),
+        ("reason", pa.string()),
+        ("attempts", pa.int32()),
+        ("next_attempt_at", pa.timestamp("us", tz="UTC")),
+        ("last_attempt_at", pa.timestamp("us", tz="UTC")),
+        ("last_error", pa.string()),
+        ("last_error_kind", pa.string()),
+        ("article_id", pa.int64()),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -161,7 +213,7 @@ class Store:
             columns = ", ".join(arrow.column_names)
             self.sql(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {view} {conflict}")
         finally:
-            self.con.unregister(view)
+            self._unregister(view)
         return arrow.num_rows
 
     def _insert_new(
@@ -203,8 +255,16 @@ class Store:
                 f"WHERE {absent} QUALIFY {first}"
             )
         finally:
-            self.con.unregister(view)
+            self._unregister(view)
         return arrow.num_rows
+
+    def _unregister(self, view: str) -> None:
+        """Drop a registered Arrow view; inside a transaction a failed statement has aborted,
+        DuckDB refuses until the rollback, which must not hide the statement's own error."""
+        try:
+            self.con.unregister(view)
+        except duckdb.TransactionException:
+            pass  # the caller's error propagates; the next register of the name replaces it
 
     def transaction(self) -> _Transaction:
         return _Transaction(self.con)
@@ -212,23 +272,22 @@ class Store:
     # ------------------------------------------------------------------ runs
     def begin_run(self, run_id: str, as_of: datetime, outlets_file: str) -> int:
         """Record a run as started. Runs still marked running were left by a process that
-        died (this one holds the database's only write lock): they are marked abandoned, and
-        their number returned."""
-        abandoned = self.sql(
-            "UPDATE runs SET status = 'abandoned', finished_at = ?, "
-            "error = coalesce(error, 'the process running it ended without finishing it') "
-            "WHERE status = 'running' RETURNING run_id",
-            [datetime.now(UTC)],
-        )
-        for (old_run,) in abandoned:
-            log.warning(
-                "run %s was left unfinished by a process that ended; marked abandoned", old_run
+        ended without finishing them (killed, power lost; this one holds the database's only
+        write lock): they are marked abandoned, and their number returned."""
+        with self.transaction():
+            abandoned = self.sql(
+                "UPDATE runs SET status = 'abandoned', finished_at = ?, "
+                "error = coalesce(error, 'the process running it ended before it finished') "
+                "WHERE status = 'running' RETURNING run_id",
+                [datetime.now(UTC)],
             )
-        self.sql(
-            "INSERT INTO runs (run_id, started_at, as_of, status, outlets_file) "
-            "VALUES (?, ?, ?, 'running', ?)",
-            [run_id, datetime.now(UTC), _utc(as_of), outlets_file],
-        )
+            self.sql(
+                "INSERT INTO runs (run_id, started_at, as_of, status, outlets_file) "
+                "VALUES (?, ?, ?, 'running', ?)",
+                [run_id, datetime.now(UTC), _utc(as_of), outlets_file],
+            )
+        for (old_run,) in abandoned:
+            log.warning("run %s was left unfinished by a process that ended: abandoned", old_run)
         return len(abandoned)
 
     def finish_run(
@@ -244,6 +303,11 @@ class Store:
             "clusters_new",
             "clusters_joined",
             "clusters_merged",
+            "feeds_skipped",
+            "entries_new",
+            "entries_pending",
+            "articles_feed_only",
+            "budget_exhausted",
         }
         unknown = set(counts) - allowed
         if status not in RUN_STATUSES:
@@ -290,13 +354,16 @@ class Store:
         if not urls:
             return {}
         rows = self.sql(
-            "SELECT feed_url, outlet_id, etag, last_modified, consecutive_failures FROM feeds "
-            "WHERE list_contains(?, feed_url)",
+            "SELECT feed_url, outlet_id, etag, last_modified, consecutive_failures, "
+            "next_poll_at, backoff_until FROM feeds WHERE list_contains(?, feed_url)",
             [urls],
         )
-        return {row[0]: FeedState(*row) for row in rows}
+        return {
+            url: FeedState(url, outlet, etag, modified, failures, _utc(due), _utc(backoff))
+            for url, outlet, etag, modified, failures, due, backoff in rows
+        }
 
-    def update_feed(
+    def record_feed(
         self,
         feed_url: str,
         polled_at: datetime,
@@ -305,45 +372,178 @@ class Store:
         etag: str | None,
         last_modified: str | None,
         entry_count: int | None,
-    ) -> None:
-        if status == "error":
-            self.sql(
-                "UPDATE feeds SET last_polled_at = ?, last_status = 'error', last_error = ?, "
-                "consecutive_failures = consecutive_failures + 1 WHERE feed_url = ?",
-                [_utc(polled_at), error, feed_url],
-            )
-        else:
+        entries: Sequence[dict[str, Any]] = (),
+        log_row: dict[str, Any] | None = None,
+    ) -> int:
+        """A feed that answered (`status` ok, salvaged or not-modified), in one transaction:
+        its entries not recorded yet, then its new validators, health and log row. The
+        validators are never saved without the entries they stand for, so a crash in between
+        leaves the feed to be read again. Returns how many entries were new."""
+        with self.transaction():
+            before = self.count("entries")
+            self._insert_new("entries", _entries_arrow(entries), ["entry_id"])
+            added = self.count("entries") - before
             self.sql(
                 "UPDATE feeds SET last_polled_at = ?, last_status = ?, last_error = ?, "
-                "consecutive_failures = 0, etag = ?, last_modified = ?, "
+                "consecutive_failures = 0, backoff_until = NULL, etag = ?, last_modified = ?, "
                 "last_entry_count = coalesce(?, last_entry_count) WHERE feed_url = ?",
                 [_utc(polled_at), status, error, etag, last_modified, entry_count, feed_url],
             )
+            if log_row is not None:
+                self.log_fetches([log_row])
+        return added
+
+    def record_feed_failures(
+        self,
+        failures: Sequence[tuple[str, datetime, str | None, datetime | None]],
+        log_rows: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        """Feeds that failed: (feed_url, polled_at, error, backoff_until) each, with their log
+        rows. The validators are kept for the next conditional request."""
+        with self.transaction():
+            self.log_fetches(log_rows)
+            for feed_url, polled_at, error, backoff_until in failures:
+                self.sql(
+                    "UPDATE feeds SET last_polled_at = ?, last_status = 'error', last_error = ?, "
+                    "consecutive_failures = consecutive_failures + 1, backoff_until = ? "
+                    "WHERE feed_url = ?",
+                    [_utc(polled_at), error, _utc(backoff_until), feed_url],
+                )
+
+    def schedule_feeds(self, next_poll: dict[str, datetime]) -> None:
+        """When each feed is next due."""
+        if not next_poll:
+            return
+        arrow = pa.table(
+            {
+                "feed_url": pa.array(list(next_poll), pa.string()),
+                "next_poll_at": pa.array(
+                    [_utc(t) for t in next_poll.values()], pa.timestamp("us", tz="UTC")
+                ),
+            }
+        )
+        self.con.register("_next_poll", arrow)
+        try:
+            self.sql(
+                "UPDATE feeds SET next_poll_at = n.next_poll_at FROM _next_poll n "
+                "WHERE feeds.feed_url = n.feed_url"
+            )
+        finally:
+            self._unregister("_next_poll")
+
+    def publishing_history(
+        self, feed_urls: Iterable[str], as_of: datetime, newest: int
+    ) -> dict[str, tuple[int, datetime]]:
+        """Per feed: how many of its `newest` entries published by `as_of` are recorded, and
+        the publication time of the oldest of them (its publishing rate)."""
+        urls = list(feed_urls)
+        if not urls:
+            return {}
+        rows = self.sql(
+            """
+            WITH recent AS (
+                SELECT feed_url, published_at FROM entries
+                WHERE list_contains(?, feed_url) AND published_at <= ?
+                QUALIFY row_number() OVER (PARTITION BY feed_url ORDER BY published_at DESC) <= ?
+            )
+            SELECT feed_url, count(*), min(published_at) FROM recent GROUP BY feed_url
+            """,
+            [urls, _utc(as_of), newest],
+        )
+        return {url: (int(n), _utc(oldest)) for url, n, oldest in rows}  # type: ignore[misc]
+
+    def host_backoffs(self, at: datetime) -> dict[str, datetime]:
+        """Hosts that asked (Retry-After) not to be contacted before a time later than `at`."""
+        rows = self.sql("SELECT host, until FROM host_backoff WHERE until > ?", [_utc(at)])
+        return {host: _utc(until) for host, until in rows}  # type: ignore[misc]
+
+    def record_host_backoffs(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Upsert (host, until, retry_after, status_code, url, recorded_at) rows; a host's
+        later wait wins."""
+        if not rows:
+            return
+        self._insert(
+            "host_backoff",
+            rows,
+            "ON CONFLICT (host) DO UPDATE SET until = greatest(host_backoff.until, "
+            "excluded.until), retry_after = excluded.retry_after, "
+            "status_code = excluded.status_code, url = excluded.url, "
+            "recorded_at = excluded.recorded_at",
+        )
 
     def log_fetches(self, rows: Sequence[dict[str, Any]]) -> int:
         return self._insert("fetch_log", rows)
 
-    # ------------------------------------------------------------------ articles
-    def known_urls(self, canonical_urls: Iterable[str]) -> set[str]:
-        urls = list(set(canonical_urls))
+    # ------------------------------------------------------------------ entries and articles
+    def due_entries(
+        self, feed_urls: Iterable[str], due_by: datetime, per_feed: int
+    ) -> list[EntryRecord]:
+        """Pending entries of these feeds whose next attempt is due by `due_by`: at most
+        `per_feed` of each feed, in the order detection sees articles in (first seen, then
+        published, then id)."""
+        urls = list(feed_urls)
         if not urls:
-            return set()
+            return []
         rows = self.sql(
-            "SELECT canonical_url FROM articles WHERE list_contains(?, canonical_url)", [urls]
+            """
+            SELECT entry_id, canonical_url, url, outlet_id, feed_url, title, summary, content,
+                   author, published_at, first_seen_at, attempts
+            FROM entries
+            WHERE status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?)
+              AND list_contains(?, feed_url)
+            QUALIFY row_number() OVER (
+                PARTITION BY feed_url ORDER BY first_seen_at, published_at NULLS LAST, entry_id
+            ) <= ?
+            ORDER BY first_seen_at, published_at NULLS LAST, entry_id
+            """,
+            [_utc(due_by), urls, per_feed],
         )
-        return {row[0] for row in rows}
+        records = []
+        for entry_id, canonical, url, outlet, feed, title, summary, content, author, *rest in rows:
+            published, first_seen, attempts = rest
+            records.append(
+                EntryRecord(
+                    entry_id,
+                    canonical,
+                    url,
+                    outlet,
+                    feed,
+                    title,
+                    summary,
+                    content,
+                    author,
+                    _utc(published),
+                    first_seen.astimezone(UTC),  # NOT NULL
+                    int(attempts),
+                )
+            )
+        return records
 
-    def failed_attempts(self, urls: Iterable[str]) -> dict[str, int]:
-        """How many cycles have failed to fetch each article URL (for giving up)."""
-        urls = list(set(urls))
-        if not urls:
-            return {}
-        rows = self.sql(
-            "SELECT url, count(DISTINCT run_id) FROM fetch_log WHERE kind = 'article' "
-            "AND outcome = 'error' AND list_contains(?, url) GROUP BY url",
-            [urls],
-        )
-        return {row[0]: int(row[1]) for row in rows}
+    def finish_entries(
+        self, articles: Sequence[dict[str, Any]], updates: Sequence[dict[str, Any]]
+    ) -> int:
+        """Store articles and what became of their entries (status, attempts, next attempt,
+        error, article id) in one transaction: an entry is never marked stored without its
+        article, nor an article stored with its entry still pending. Returns the articles
+        added."""
+        with self.transaction():
+            added = self.insert_articles(articles)
+            arrow = _as_arrow(pa.Table.from_pylist(list(updates), schema=ENTRY_UPDATE))
+            if arrow is not None:
+                self.con.register("_entry_updates", arrow)
+                try:
+                    sets = ", ".join(f"{c} = u.{c}" for c in ENTRY_UPDATE.names[1:])
+                    sets += ", updated_seq = nextval('entries_version')"  # store.publish
+                    self.sql(
+                        f"UPDATE entries SET {sets} FROM _entry_updates u "
+                        "WHERE entries.entry_id = u.entry_id"
+                    )
+                finally:
+                    self._unregister("_entry_updates")
+        return added
+
+    def pending_entries(self) -> int:
+        return int(self.sql("SELECT count(*) FROM entries WHERE status = 'pending'")[0][0])
 
     def insert_articles(self, rows: Sequence[dict[str, Any]]) -> int:
         if not rows:
@@ -601,6 +801,13 @@ class _Closed:
 
 
 _CLOSED: Any = _Closed()
+
+
+def _entries_arrow(rows: Sequence[dict[str, Any]]) -> pa.Table:
+    """New entry rows (ENTRY_COLUMNS; status pending, no attempt yet unless given)."""
+    return pa.Table.from_pylist(
+        [{"status": "pending", "attempts": 0, **row} for row in rows], schema=ENTRY_COLUMNS
+    )
 
 
 def _as_arrow(rows: Sequence[dict[str, Any]] | pa.Table) -> pa.Table | None:

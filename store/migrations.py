@@ -286,7 +286,66 @@ def _004_unkeyed_growing_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"ALTER TABLE {table}__004 RENAME TO {table}")
 
 
-def _005_publications(con: duckdb.DuckDBPyConnection) -> None:
+def _005_entries(con: duckdb.DuckDBPyConnection) -> None:
+    """Every feed entry recorded when seen (pages are fetched from this record and retried on
+    later cycles), per-feed poll schedule and backoff, per-host Retry-After, and the run
+    counts that go with them. Entries of stored articles are recorded as stored; the feeds'
+    validators are cleared so that the next cycle reads every feed in full once and records
+    the entries an earlier version saw but never stored."""
+    con.execute(
+        """
+        CREATE TABLE entries (
+            entry_id        BIGINT NOT NULL,      -- from the canonical URL, as article_id
+            canonical_url   VARCHAR NOT NULL,
+            url             VARCHAR NOT NULL,     -- the link as the feed gave it
+            outlet_id       VARCHAR NOT NULL,
+            feed_url        VARCHAR,              -- the feed that offered it first
+            title           VARCHAR,
+            summary         VARCHAR,              -- the feed's text (plain); NULL: not recorded
+            content         VARCHAR,
+            author          VARCHAR,
+            published_at    TIMESTAMPTZ,
+            first_seen_at   TIMESTAMPTZ NOT NULL,
+            status          VARCHAR NOT NULL,     -- pending | stored | feed-only | failed
+            reason          VARCHAR,              -- why feed-only or failed
+            attempts        INTEGER NOT NULL,     -- cycles that fetched its page
+            next_attempt_at TIMESTAMPTZ,          -- pending: not fetched before this
+            last_attempt_at TIMESTAMPTZ,
+            last_error      VARCHAR,
+            last_error_kind VARCHAR,              -- transient | terminal
+            article_id      BIGINT                -- once stored
+        );
+        INSERT INTO entries
+        SELECT article_id, canonical_url, url, outlet_id, feed_url, title, NULL,
+               NULL, author, published_at, first_seen_at, 'stored', NULL, 1, NULL,
+               first_seen_at, NULL, NULL, article_id
+        FROM articles;
+
+        CREATE TABLE host_backoff (
+            host        VARCHAR PRIMARY KEY,
+            until       TIMESTAMPTZ NOT NULL,     -- no request to the host before this
+            retry_after DOUBLE,                   -- seconds the host asked for
+            status_code INTEGER,
+            url         VARCHAR,                  -- the request answered so
+            recorded_at TIMESTAMPTZ NOT NULL
+        );
+
+        ALTER TABLE feeds ADD COLUMN next_poll_at TIMESTAMPTZ;
+        ALTER TABLE feeds ADD COLUMN backoff_until TIMESTAMPTZ;
+        UPDATE feeds SET etag = NULL, last_modified = NULL;
+
+        ALTER TABLE fetch_log ADD COLUMN retry_after DOUBLE;
+
+        ALTER TABLE runs ADD COLUMN feeds_skipped INTEGER;
+        ALTER TABLE runs ADD COLUMN entries_new INTEGER;
+        ALTER TABLE runs ADD COLUMN entries_pending INTEGER;
+        ALTER TABLE runs ADD COLUMN articles_feed_only INTEGER;
+        ALTER TABLE runs ADD COLUMN budget_exhausted BOOLEAN;
+        """
+    )
+
+
+def _006_publications(con: duckdb.DuckDBPyConnection) -> None:
     """Bookkeeping of the published catalog (store.publish): each publication, the Parquet
     files written for it, and how far each large table is published."""
     con.execute(
@@ -310,6 +369,10 @@ def _005_publications(con: duckdb.DuckDBPyConnection) -> None:
             next_rowid BIGINT NOT NULL,          -- rows below this row id are published
             rows       BIGINT NOT NULL           -- how many rows that is
         );
+        -- entries change (status, attempts): each insert and update takes the next version,
+        -- and a publication carries the versions it has not published yet
+        CREATE SEQUENCE entries_version;
+        ALTER TABLE entries ADD COLUMN updated_seq BIGINT DEFAULT nextval('entries_version');
         """
     )
 
@@ -319,5 +382,6 @@ MIGRATIONS: list[Migration] = [
     ("002_views", _002_views),
     ("003_syndication", _003_syndication),
     ("004_unkeyed_growing_tables", _004_unkeyed_growing_tables),
-    ("005_publications", _005_publications),
+    ("005_entries", _005_entries),
+    ("006_publications", _006_publications),
 ]

@@ -56,6 +56,10 @@ APPEND_TABLES = (
     "article_matches",
     "cluster_merges",
 )
+# large tables whose rows change: each insert and update takes the next version (a sequence
+# in the working database); a publication writes the rows of the versions it has not
+# published, and the view keeps each key's latest version. table: (key, version column)
+CHANGE_TABLES = {"entries": ("entry_id", "updated_seq")}
 # views of the working database re-created in the catalog (they read the names above)
 CONTRACT_VIEWS = (
     "article_clusters",
@@ -199,7 +203,7 @@ class Publisher:
         rows_written: dict[str, int] = {}
         written: list[Path] = []
         try:
-            for table in APPEND_TABLES:
+            for table in PUBLISHED_TABLES:
                 start, before = (0, 0) if full else self._mark(table)
                 end = max(start, self._end(table))
                 count = self._count(table, start, end)
@@ -207,10 +211,11 @@ class Publisher:
                 marks.append((table, end, before + count))
                 if count or not live.get(table):  # a view needs at least one file
                     name = f"{table}/{day.isoformat()}-{seq:08d}.parquet"
+                    position = _position(table)
                     written.append(
                         self._copy_to_parquet(
-                            f"SELECT * FROM {table} WHERE rowid >= {start} AND rowid < {end} "
-                            "ORDER BY rowid",
+                            f"SELECT * FROM {table} WHERE {position} >= {start} "
+                            f"AND {position} < {end} ORDER BY {position}",
                             name,
                         )
                     )
@@ -269,10 +274,12 @@ class Publisher:
         return (int(mark[0][0]), int(mark[0][1])) if mark else (0, 0)
 
     def _end(self, table: str) -> int:
-        return int(self._sql(f"SELECT coalesce(max(rowid) + 1, 0) FROM {table}")[0][0])
+        position = _position(table)
+        return int(self._sql(f"SELECT coalesce(max({position}) + 1, 0) FROM {table}")[0][0])
 
     def _count(self, table: str, start: int, end: int) -> int:
-        query = f"SELECT count(*) FROM {table} WHERE rowid >= ? AND rowid < ?"
+        position = _position(table)
+        query = f"SELECT count(*) FROM {table} WHERE {position} >= ? AND {position} < ?"
         return int(self._sql(query, [start, end])[0][0])
 
     def _day_groups(self, today: date) -> list[tuple[str, date, list[str], int]]:
@@ -347,7 +354,7 @@ class Publisher:
                     f"CREATE TABLE {alias}.merged_clusters AS SELECT cluster_id, merged_into "
                     "FROM main.clusters WHERE status = 'merged'"
                 )
-                for table in APPEND_TABLES:
+                for table in PUBLISHED_TABLES:
                     files = [self.layout.parquet_dir / p for p in live[table]]
                     work.execute(f"CREATE VIEW {alias}.{table} AS {self._view_sql(table, files)}")
                 for view in CONTRACT_VIEWS:
@@ -403,6 +410,12 @@ class Publisher:
             return (
                 f"SELECT {', '.join(select)} FROM {source} t "
                 "LEFT JOIN merged_clusters r USING (cluster_id)"
+            )
+        if table in CHANGE_TABLES:
+            key, version = CHANGE_TABLES[table]
+            return (
+                f"SELECT {', '.join(columns)} FROM {source} "
+                f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {version} DESC) = 1"
             )
         return f"SELECT {', '.join(columns)} FROM {source}"
 
@@ -463,6 +476,15 @@ class Publisher:
         for path in self.layout.catalogs_dir.glob("*"):
             if path.is_file() and path.name not in catalogs and not in_use(path):
                 path.unlink(missing_ok=True)
+
+
+PUBLISHED_TABLES = APPEND_TABLES + tuple(CHANGE_TABLES)
+
+
+def _position(table: str) -> str:
+    """What orders a table's rows for publishing: the row id of a table that only gains
+    rows, the version of one whose rows change."""
+    return CHANGE_TABLES[table][1] if table in CHANGE_TABLES else "rowid"
 
 
 def _in_catalog(view_sql: str, alias: str) -> str:

@@ -22,18 +22,20 @@ from store.db import Store
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def _entry(slug: str, published: datetime | None) -> stages.NewEntry:
+def _entry(slug: str, published: datetime | None, seen: datetime = T0) -> stages.DueEntry:
     url = f"https://news.example/{slug}"
-    return stages.NewEntry(
+    new = stages.NewEntry(
         FeedEntry(url, url, slug, published, "", "", ""), "example", "https://news.example/feed"
     )
+    return stages.DueEntry(new, seen)
 
 
-def _row(new: stages.NewEntry, published: datetime | None) -> dict[str, object]:
-    return {
-        "article_id": stages.article_id_for(new.entry.canonical_url),
-        "published_at": published,
-    }
+def _row(due: stages.DueEntry, published: datetime | None) -> dict[str, object]:
+    return {"article_id": due.entry_id, "published_at": published}
+
+
+def _published(released: list[stages.Finished]) -> list[object]:
+    return [row["published_at"] for row, _update in released if row is not None]
 
 
 def test_undated_entries_are_fetched_first_and_rows_come_out_in_clustering_order():
@@ -45,7 +47,7 @@ def test_undated_entries_are_fetched_first_and_rows_come_out_in_clustering_order
     assert set(fetch_order[:2]) == {1, 3}  # the undated ones: their place comes from the page
     assert fetch_order[2:] == [2, 4, 0]  # then the dated ones, oldest first
 
-    released: list[dict[str, object]] = []
+    released: list[stages.Finished] = []
     # pages finish in any order; nothing is released before every undated entry is read
     released += order.finish(0, _row(entries[0], T0 + timedelta(hours=5)))
     released += order.finish(2, _row(entries[2], T0 + timedelta(hours=1)))
@@ -53,16 +55,29 @@ def test_undated_entries_are_fetched_first_and_rows_come_out_in_clustering_order
     released += order.finish(1, _row(entries[1], T0 + timedelta(hours=2)))  # page's own date
     assert released == []
     released += order.finish(3, _row(entries[3], None))  # no date anywhere: sorts last
-    assert [r["published_at"] for r in released] == [T0 + timedelta(hours=h) for h in (1, 2)]
-    released += order.finish(4, None)  # failed: nothing stored, the rest may go
-    assert [r["published_at"] for r in released] == [
+    assert _published(released) == [T0 + timedelta(hours=h) for h in (1, 2)]
+    retry = {"entry_id": entries[4].entry_id, "status": "pending"}
+    released += order.finish(4, None, retry)  # failed: no article, its entry's update in turn
+    assert _published(released) == [
         T0 + timedelta(hours=1),
         T0 + timedelta(hours=2),
         T0 + timedelta(hours=5),
         None,
     ]
-    keys = [stages._clustering_key(r["published_at"], r["article_id"]) for r in released]  # type: ignore[arg-type]
+    assert released[2] == (None, retry)  # its place: published at hour 3
+    rows = [row for row, _u in released if row is not None]
+    keys = [stages._clustering_key(T0, r["published_at"], r["article_id"]) for r in rows]  # type: ignore[arg-type]
     assert keys == sorted(keys)
+
+
+def test_entries_first_seen_in_an_earlier_cycle_come_first():
+    carried = _entry("carried-over", T0 + timedelta(hours=9), seen=T0 - timedelta(hours=1))
+    fresh = _entry("fresh", T0, seen=T0)
+    order = stages._InClusteringOrder([fresh, carried])
+    assert order.fetch_order() == [1, 0]
+    assert order.finish(0, _row(fresh, T0)) == []
+    skipped = order.finish(1, None)  # not fetched (cycle budget): nothing to write
+    assert _published(skipped) == [T0]
 
 
 def _cycle(
@@ -75,10 +90,8 @@ def _cycle(
 ) -> tuple[stages.IngestOutcome, stages.DetectOutcome]:
     config = load_outlets(outlets)
     with Store(str(db)) as store, Fetcher(config.fetch) as fetcher:
-        poll = stages.poll_feeds(config, store, fetcher, "run-1", as_of)
-        ingest = stages.fetch_and_extract(
-            poll.new_entries, fetcher, store, "run-1", as_of, 2, params, recent
-        )
+        stages.poll_feeds(config, store, fetcher, "run-1", as_of)
+        ingest = stages.fetch_and_extract(config, store, fetcher, "run-1", as_of, 2, params, recent)
         rest = stages.detect(store, "run-1", as_of, DEFAULT_PARAMS, recent=recent)
     return ingest, rest
 

@@ -67,6 +67,7 @@ def test_a_publication_holds_the_rows_and_the_next_one_only_adds(layout: StoreLa
             "cluster_members": 3,
             "article_matches": 0,
             "cluster_merges": 0,
+            "entries": 0,
         }
     assert _count(layout.catalog, "SELECT count(*) FROM articles") == 8
     assert _count(layout.catalog, "SELECT count(*) FROM cluster_summary") == 8
@@ -228,3 +229,32 @@ def test_a_failed_publication_leaves_the_previous_catalog(layout: StoreLayout):
         p.relative_to(layout.parquet_dir).as_posix() for p in layout.parquet_dir.rglob("*.parquet")
     }
     assert on_disk == named  # what the failed attempt wrote is gone
+
+
+def test_entries_show_their_latest_state(layout: StoreLayout):
+    entry = {
+        "entry_id": 7,
+        "canonical_url": "https://x/7",
+        "url": "https://x/7",
+        "outlet_id": "o",
+        "feed_url": "https://x/feed",
+        "title": "Seven",
+        "summary": "teaser",
+        "content": "",
+        "author": "",
+        "published_at": DAY,
+        "first_seen_at": DAY,
+    }
+    with Store(layout.working) as store:
+        store.record_feed("https://x/feed", DAY, "ok", None, None, None, 1, [entry])
+        Publisher(store.con, layout).publish(DAY)
+        assert _count(layout.catalog, "SELECT count(*) FROM entries WHERE status = 'pending'") == 1
+        update = {"entry_id": 7, "status": "failed", "reason": "HTTP 404", "attempts": 3}
+        store.finish_entries([], [update])
+        again = Publisher(store.con, layout).publish(DAY + timedelta(hours=1))
+        assert again.rows_written["entries"] == 1
+        Publisher(store.con, layout).publish(DAY + timedelta(days=1))  # merged into a day file
+    with Catalog(layout.catalog) as catalog:
+        assert catalog.sql("SELECT entry_id, status, reason, attempts FROM entries") == [
+            (7, "failed", "HTTP 404", 3)
+        ]

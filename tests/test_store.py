@@ -179,9 +179,6 @@ def test_insert_articles_is_idempotent(store):
     clash = dict(rows[0], article_id=rows[0]["article_id"] ^ 1)
     assert store.insert_articles([clash, _row("hill-post", "new-one", T0)]) == 1
     assert store.count("articles") == 4
-    assert store.known_urls([rows[1]["canonical_url"], "https://nowhere.example/x"]) == {
-        rows[1]["canonical_url"]
-    }
     assert rows[0]["article_id"] == article_id_for(rows[0]["canonical_url"])
 
 
@@ -220,15 +217,17 @@ def test_feed_state_and_consecutive_failures(store):
     url = "https://rivertimes.example/rss"
     states = store.feed_states([url, "https://unknown.example/rss"])
     assert states == {url: FeedState(url, "river-times", None, None, 0)}
-    store.update_feed(url, T0, "ok", None, '"v1"', "Fri, 02 May 2025 08:00:00 GMT", 25)
-    store.update_feed(url, T0 + timedelta(minutes=15), "error", "timed out", None, None, None)
-    store.update_feed(url, T0 + timedelta(minutes=30), "error", "HTTP 503", None, None, None)
+    store.record_feed(url, T0, "ok", None, '"v1"', "Fri, 02 May 2025 08:00:00 GMT", 25)
+    later = T0 + timedelta(minutes=15)
+    store.record_feed_failures([(url, later, "timed out", later + timedelta(minutes=10))])
+    store.record_feed_failures([(url, T0 + timedelta(minutes=30), "HTTP 503", T0 + HOUR)])
     state = store.feed_states([url])[url]
     assert state.consecutive_failures == 2
+    assert state.backoff_until == T0 + HOUR
     assert state.etag == '"v1"'  # kept through failures for the next conditional request
-    store.update_feed(url, T0 + timedelta(minutes=45), "not-modified", None, '"v1"', None, None)
+    store.record_feed(url, T0 + timedelta(minutes=45), "not-modified", None, '"v1"', None, None)
     state = store.feed_states([url])[url]
-    assert state.consecutive_failures == 0
+    assert state.consecutive_failures == 0 and state.backoff_until is None  # reset on success
     row = store.sql(
         "SELECT last_status, last_error, last_entry_count, last_polled_at FROM feeds "
         "WHERE feed_url = ?",
@@ -236,6 +235,144 @@ def test_feed_state_and_consecutive_failures(store):
     )
     assert row == [("not-modified", None, 25, T0 + timedelta(minutes=45))]
     assert store.feed_states([]) == {}
+    store.schedule_feeds({url: T0 + 2 * HOUR})
+    assert store.feed_states([url])[url].next_poll_at == T0 + 2 * HOUR
+
+
+HOUR = timedelta(hours=1)
+FEED = "https://rivertimes.example/rss"
+
+
+def _entry(slug: str, seen: datetime = T0, published: datetime | None = T0, feed=FEED) -> dict:
+    url = f"https://rivertimes.example/news/{slug}"
+    return {
+        "entry_id": article_id_for(url),
+        "canonical_url": url,
+        "url": url + "?utm_source=rss",
+        "outlet_id": "river-times",
+        "feed_url": feed,
+        "title": slug.title(),
+        "summary": f"Teaser of {slug}.",
+        "content": "",
+        "author": "Staff",
+        "published_at": published,
+        "first_seen_at": seen,
+    }
+
+
+def test_a_feeds_entries_are_recorded_once_with_its_validators(store):
+    entries = [_entry("a"), _entry("b")]
+    log = {**_fetch("r1", FEED, "ok", kind="feed")}
+    assert store.record_feed(FEED, T0, "ok", None, '"v1"', None, 2, entries, log) == 2
+    later = T0 + HOUR
+    again = [_entry("a", later), _entry("c", later)]  # "a" is known: its first sighting stays
+    assert store.record_feed(FEED, later, "ok", None, '"v2"', None, 2, again) == 1
+    rows = store.sql(
+        "SELECT canonical_url, status, attempts, first_seen_at, summary FROM entries ORDER BY 1"
+    )
+    assert [(r[0][-1], r[1], r[2], r[3]) for r in rows] == [
+        ("a", "pending", 0, T0),
+        ("b", "pending", 0, T0),
+        ("c", "pending", 0, later),
+    ]
+    assert rows[0][4] == "Teaser of a."
+    assert store.feed_states([FEED])[FEED].etag == '"v2"'
+    assert store.count("fetch_log") == 1
+
+
+def test_a_feeds_validators_are_not_saved_when_its_entries_are_not(store):
+    broken = dict(_entry("a"), first_seen_at=None)  # NOT NULL: the insert fails
+    with pytest.raises(Exception, match="NOT NULL"):
+        store.record_feed(FEED, T0, "ok", None, '"v1"', None, 1, [_entry("b"), broken])
+    assert store.feed_states([FEED])[FEED].etag is None  # the next poll reads the feed again
+    assert store.count("entries") == 0
+
+
+def _update(entry: dict, status: str, article_id: int | None = None, **extra) -> dict:
+    return {
+        "entry_id": entry["entry_id"],
+        "status": status,
+        "attempts": 1,
+        "last_attempt_at": T0,
+        "article_id": article_id,
+        **extra,
+    }
+
+
+def test_an_article_and_its_entrys_status_are_written_together(store):
+    a, b = _entry("a"), _entry("b")
+    store.record_feed(FEED, T0, "ok", None, None, None, 2, [a, b])
+    article = _row("river-times", "a", T0)
+    retry = _update(b, "pending", next_attempt_at=T0 + HOUR, last_error="HTTP 503")
+    stored = _update(a, "stored", article["article_id"])
+    assert store.finish_entries([article], [stored, retry]) == 1
+    rows = dict(
+        (r[0], r[1:])
+        for r in store.sql(
+            "SELECT entry_id, status, article_id, next_attempt_at, last_error FROM entries"
+        )
+    )
+    assert rows[a["entry_id"]] == ("stored", article["article_id"], None, None)
+    assert rows[b["entry_id"]] == ("pending", None, T0 + HOUR, "HTTP 503")
+    # a failing write leaves neither the article nor the entry's new status
+    c = _entry("c")
+    store.record_feed(FEED, T0, "ok", None, None, None, 1, [c])
+    bad = dict(_row("river-times", "c", T0), text=None)
+    with pytest.raises(Exception, match="NOT NULL"):
+        store.finish_entries([bad], [_update(c, "stored", bad["article_id"])])
+    assert store.sql("SELECT status FROM entries WHERE entry_id = ?", [c["entry_id"]]) == [
+        ("pending",)
+    ]
+    assert store.count("articles") == 1
+    assert store.pending_entries() == 2
+
+
+def test_due_entries_are_capped_per_feed_in_clustering_order(store):
+    other = "https://rivertimes.example/city/rss"
+    old = [_entry(f"old{i}", T0, T0 - timedelta(hours=i)) for i in range(3)]
+    new = [_entry(f"new{i}", T0 + HOUR, T0 - timedelta(days=1)) for i in range(2)]
+    city = [_entry(f"city{i}", T0, T0 + timedelta(minutes=i), feed=other) for i in range(2)]
+    later = _entry("later", T0)
+    for rows in (old, new, city, [later]):
+        store.record_feed(rows[0]["feed_url"], T0, "ok", None, None, None, 0, rows)
+    store.finish_entries([], [_update(later, "pending", next_attempt_at=T0 + 2 * HOUR)])
+    due = store.due_entries([FEED, other], T0 + HOUR, per_feed=3)
+    slugs = [d.canonical_url.rsplit("/", 1)[1] for d in due]
+    # first seen first, then published; at most 3 of FEED; "later" is not due yet
+    assert slugs == ["old2", "old1", "city0", "old0", "city1"]
+    assert due[0].attempts == 0 and due[0].first_seen_at == T0 and due[0].feed_url == FEED
+    assert due[0].summary == "Teaser of old2." and due[0].url.endswith("?utm_source=rss")
+    assert [d.canonical_url[-6:] for d in store.due_entries([other], T0, 5)] == ["/city0", "/city1"]
+    assert store.due_entries([], T0, 5) == []
+    due_later = store.due_entries([FEED], T0 + 3 * HOUR, per_feed=10)
+    assert "later" in [d.canonical_url.rsplit("/", 1)[1] for d in due_later]
+
+
+def test_publishing_history_counts_each_feeds_newest_entries(store):
+    rows = [_entry(f"s{i}", T0, T0 - timedelta(hours=i)) for i in range(5)]
+    rows.append(_entry("future", T0, T0 + HOUR))  # published after as_of: not counted
+    rows.append(_entry("undated", T0, None))
+    store.record_feed(FEED, T0, "ok", None, None, None, 0, rows)
+    assert store.publishing_history([FEED], T0, newest=3) == {FEED: (3, T0 - 2 * HOUR)}
+    assert store.publishing_history([FEED], T0, newest=10) == {FEED: (5, T0 - 4 * HOUR)}
+    assert store.publishing_history(["https://x.example/rss"], T0, 3) == {}
+
+
+def test_host_backoffs_keep_the_later_wait(store):
+    def wait(until: datetime) -> dict:
+        return {
+            "host": "rivertimes.example",
+            "until": until,
+            "retry_after": 120.0,
+            "status_code": 429,
+            "url": FEED,
+            "recorded_at": T0,
+        }
+
+    store.record_host_backoffs([wait(T0 + 2 * HOUR)])
+    store.record_host_backoffs([wait(T0 + HOUR)])
+    assert store.host_backoffs(T0) == {"rivertimes.example": T0 + 2 * HOUR}
+    assert store.host_backoffs(T0 + 3 * HOUR) == {}
 
 
 def _fetch(run: str, url: str, outcome: str, kind: str = "article") -> dict:
@@ -250,25 +387,48 @@ def _fetch(run: str, url: str, outcome: str, kind: str = "article") -> dict:
     }
 
 
-def test_failed_attempts_count_distinct_runs(store):
+def test_day_stats_count_the_days_fetches(store):
     a, b, c = (f"https://rivertimes.example/news/{x}" for x in "abc")
     store.log_fetches(
         [
             _fetch("r1", a, "error"),
-            _fetch("r1", a, "error"),  # a retry within one run counts once
+            _fetch("r1", a, "error"),
             _fetch("r2", a, "error"),
             _fetch("r3", a, "ok"),
             _fetch("r1", b, "ok"),
             _fetch("r1", c, "error", kind="feed"),
         ]
     )
-    assert store.failed_attempts([a, b, c, a]) == {a: 2}
-    assert store.failed_attempts([]) == {}
     activity = day_activity(store, T0, T0 + timedelta(days=1))
     # each (URL, time) once: three runs failed on article a at the same time
     assert activity.article_failures == 1
     assert (activity.feeds_polled, activity.feeds_answered) == (1, 0)
     assert (activity.articles_seen, activity.poll_times) == (0, 0)
+
+
+def test_migration_005_records_stored_articles_as_entries(tmp_path, monkeypatch):
+    import store.db as db
+
+    path = tmp_path / "old.duckdb"
+    monkeypatch.setattr(db, "MIGRATIONS", MIGRATIONS[:4])
+    with Store(path) as old:
+        old.sync_outlets(OUTLETS)
+        old.sql("UPDATE feeds SET etag = '\"v9\"', last_modified = 'Fri, 02 May 2025'")
+        rows = [_row("river-times", "a", T0), _row("hill-post", "b", T0 + HOUR)]
+        old.insert_articles(rows)
+    monkeypatch.setattr(db, "MIGRATIONS", MIGRATIONS)
+    with Store(path) as new:
+        entries = new.sql(
+            "SELECT entry_id, canonical_url, status, article_id, first_seen_at, attempts "
+            "FROM entries ORDER BY first_seen_at"
+        )
+        assert entries == [
+            (r["article_id"], r["canonical_url"], "stored", r["article_id"], r["first_seen_at"], 1)
+            for r in rows
+        ]
+        # the feeds are read in full once more: entries an older version lost come back
+        assert new.sql("SELECT DISTINCT etag, last_modified FROM feeds") == [(None, None)]
+        assert new.pending_entries() == 0
 
 
 def test_finish_run_rejects_unknown_counts(store):
