@@ -138,7 +138,9 @@ def poll_feeds(
         )
         for url in outlet_of
     ]
-    results = fetcher.fetch_many(requests, accept=FEED_ACCEPT)
+    results = fetcher.fetch_many(
+        requests, accept=FEED_ACCEPT, deadline=config.fetch.feed_deadline_seconds
+    )
     if len(_hosts(results)) >= 2 and all(r.error_kind == "transient" for r in results):
         raise NetworkUnavailable(
             f"all {len(results)} feeds failed with transient errors, e.g. {results[0].error}"

@@ -5,8 +5,10 @@ The outlets file is TOML::
     allow_private_hosts = false          # may fetching reach loopback/private addresses?
 
     [fetch]                              # optional; defaults below
-    timeout_seconds = 20
+    timeout_seconds = 20                 # connect and each socket read
+    page_deadline_seconds = 60           # whole request, body included
     per_host_concurrency = 2
+    per_host_rate = 1.0                  # requests per second to one host; 0 = no limit
 
     [schedule]                           # optional; used by `narratrace serve`
     feeds_interval_minutes = 15
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -51,6 +53,12 @@ class FetchSettings:
     transient_retries: int = 1  # extra attempts for timeouts, 429 and 5xx within one cycle
     max_attempts_per_article: int = 3  # give up on an article URL after this many failed cycles
     allow_private_hosts: bool = False
+    page_deadline_seconds: float = 60.0  # a page's whole request (redirects, retries, body)
+    feed_deadline_seconds: float = 60.0  # the same for a feed
+    host_budget_seconds: float = 120.0  # time a host may cost in failed requests per cycle
+    per_host_rate: float = 1.0  # requests per second to one host (host and port); 0: no limit
+    retry_backoff_seconds: float = 0.5  # first wait before an in-cycle retry (doubles, jitter)
+    max_retry_after_wait_seconds: float = 5.0  # a longer Retry-After is not waited for in line
 
 
 @dataclass(frozen=True)
@@ -111,41 +119,32 @@ def parse_outlets(data: dict[str, Any], source: str = "<config>") -> OutletsConf
     if not isinstance(fetch_table, dict):
         raise ConfigError(f"{source}: [fetch] must be a table")
     defaults = FetchSettings()
-    fetch = FetchSettings(
-        user_agent=_typed(fetch_table, "user_agent", str, f"{source} [fetch]", defaults.user_agent),
-        timeout_seconds=_typed(
-            fetch_table, "timeout_seconds", float, f"{source} [fetch]", defaults.timeout_seconds
-        ),
-        max_bytes=_typed(fetch_table, "max_bytes", int, f"{source} [fetch]", defaults.max_bytes),
-        max_redirects=_typed(
-            fetch_table, "max_redirects", int, f"{source} [fetch]", defaults.max_redirects
-        ),
-        per_host_concurrency=_typed(
-            fetch_table,
-            "per_host_concurrency",
-            int,
-            f"{source} [fetch]",
-            defaults.per_host_concurrency,
-        ),
-        total_concurrency=_typed(
-            fetch_table, "total_concurrency", int, f"{source} [fetch]", defaults.total_concurrency
-        ),
-        transient_retries=_typed(
-            fetch_table, "transient_retries", int, f"{source} [fetch]", defaults.transient_retries
-        ),
-        max_attempts_per_article=_typed(
-            fetch_table,
-            "max_attempts_per_article",
-            int,
-            f"{source} [fetch]",
-            defaults.max_attempts_per_article,
-        ),
-        allow_private_hosts=allow_private,
-    )
-    if fetch.timeout_seconds <= 0 or fetch.max_bytes <= 0:
-        raise ConfigError(f"{source} [fetch]: timeout_seconds and max_bytes must be positive")
+    where = f"{source} [fetch]"
+    values = {
+        f.name: _typed(fetch_table, f.name, type(default), where, default)
+        for f in fields(FetchSettings)
+        if f.name != "allow_private_hosts" and (default := getattr(defaults, f.name)) is not None
+    }
+    fetch = FetchSettings(**values, allow_private_hosts=allow_private)
+    for key in ("timeout_seconds", "page_deadline_seconds", "feed_deadline_seconds"):
+        if getattr(fetch, key) <= 0:
+            raise ConfigError(f"{where}: {key} must be positive")
+    if fetch.max_bytes <= 0:
+        raise ConfigError(f"{where}: max_bytes must be positive")
     if fetch.per_host_concurrency < 1 or fetch.total_concurrency < 1:
-        raise ConfigError(f"{source} [fetch]: concurrency limits must be at least 1")
+        raise ConfigError(f"{where}: concurrency limits must be at least 1")
+    for key in (
+        "max_redirects",
+        "transient_retries",
+        "host_budget_seconds",
+        "per_host_rate",
+        "retry_backoff_seconds",
+        "max_retry_after_wait_seconds",
+    ):
+        if getattr(fetch, key) < 0:
+            raise ConfigError(f"{where}: {key} must not be negative")
+    if fetch.max_attempts_per_article < 1:
+        raise ConfigError(f"{where}: max_attempts_per_article must be at least 1")
 
     schedule_table = data.get("schedule", {})
     if not isinstance(schedule_table, dict):

@@ -35,6 +35,12 @@ max_bytes = 123456
 max_redirects = 2
 transient_retries = 0
 max_attempts_per_article = 5
+page_deadline_seconds = 30
+feed_deadline_seconds = 45.5
+host_budget_seconds = 90
+per_host_rate = 0.5
+retry_backoff_seconds = 0.25
+max_retry_after_wait_seconds = 2
 
 [schedule]
 feeds_interval_minutes = 30
@@ -99,6 +105,12 @@ def test_valid_file_parses_into_frozen_settings(tmp_path: Path) -> None:
         transient_retries=0,
         max_attempts_per_article=5,
         allow_private_hosts=True,
+        page_deadline_seconds=30.0,
+        feed_deadline_seconds=45.5,
+        host_budget_seconds=90.0,
+        per_host_rate=0.5,
+        retry_backoff_seconds=0.25,
+        max_retry_after_wait_seconds=2.0,
     )
     assert isinstance(config.fetch.timeout_seconds, float)
     assert config.schedule == ScheduleSettings(
@@ -254,13 +266,58 @@ OUTLET_A = '[[outlets]]\nname = "Alpha"\nfeeds = ["https://a.example/feed"]\n'
         ),
         pytest.param(
             "[fetch]\ntimeout_seconds = 0\n" + OUTLET_A,
-            r"\[fetch\]: timeout_seconds and max_bytes must be positive",
+            r"\[fetch\]: timeout_seconds must be positive",
             id="timeout-zero",
         ),
         pytest.param(
             "[fetch]\ntimeout_seconds = -2.5\n" + OUTLET_A,
-            r"timeout_seconds and max_bytes must be positive",
+            r"timeout_seconds must be positive",
             id="timeout-negative",
+        ),
+        pytest.param(
+            "[fetch]\nmax_bytes = 0\n" + OUTLET_A,
+            r"max_bytes must be positive",
+            id="max-bytes-zero",
+        ),
+        pytest.param(
+            "[fetch]\npage_deadline_seconds = 0\n" + OUTLET_A,
+            r"\[fetch\]: page_deadline_seconds must be positive",
+            id="page-deadline-zero",
+        ),
+        pytest.param(
+            "[fetch]\nfeed_deadline_seconds = -1\n" + OUTLET_A,
+            r"\[fetch\]: feed_deadline_seconds must be positive",
+            id="feed-deadline-negative",
+        ),
+        pytest.param(
+            "[fetch]\nper_host_rate = -0.5\n" + OUTLET_A,
+            r"\[fetch\]: per_host_rate must not be negative",
+            id="rate-negative",
+        ),
+        pytest.param(
+            "[fetch]\nhost_budget_seconds = -1\n" + OUTLET_A,
+            r"\[fetch\]: host_budget_seconds must not be negative",
+            id="budget-negative",
+        ),
+        pytest.param(
+            "[fetch]\nmax_retry_after_wait_seconds = -3\n" + OUTLET_A,
+            r"max_retry_after_wait_seconds must not be negative",
+            id="retry-after-wait-negative",
+        ),
+        pytest.param(
+            "[fetch]\nretry_backoff_seconds = -3\n" + OUTLET_A,
+            r"retry_backoff_seconds must not be negative",
+            id="backoff-negative",
+        ),
+        pytest.param(
+            "[fetch]\ntransient_retries = -1\n" + OUTLET_A,
+            r"transient_retries must not be negative",
+            id="retries-negative",
+        ),
+        pytest.param(
+            '[fetch]\nper_host_rate = "fast"\n' + OUTLET_A,
+            r"'per_host_rate' must be a float, got 'fast'",
+            id="rate-string",
         ),
         pytest.param(
             "[fetch]\nper_host_concurrency = 0\n" + OUTLET_A,
