@@ -164,14 +164,14 @@ def parse_feed(body: bytes, url: str, content_type: str = "") -> ParsedFeed:
             )
         # a stream: given bytes or a string, feedparser opens what looks like a path or URL
         parsed = feedparser.parse(io.BytesIO(body), response_headers=headers)
-    except FeedRefused as exc:
-        return ParsedFeed(entries=(), title="", problem=str(exc), is_feed=False)
-    except Exception as exc:  # a parser crash is this feed's problem, never the cycle's
-        log.warning("parsing feed %s failed: %s", url, exc)
+    except FeedRefused as refused:
+        return ParsedFeed(entries=(), title="", problem=str(refused), is_feed=False)
+    except Exception as crash:  # a parser crash is this feed's problem, never the cycle's
+        log.warning("parsing feed %s failed: %s", url, crash)
         return ParsedFeed(
             entries=(),
             title="",
-            problem=f"feed parser failed: {type(exc).__name__}: {exc}",
+            problem=f"feed parser failed: {type(crash).__name__}: {crash}",
             is_feed=False,
         )
     version = parsed.get("version", "")

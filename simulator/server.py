@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import socket
 import threading
 from collections import Counter
@@ -414,8 +415,14 @@ class OutletSimulator:
             f"# Outlets served by the outlet simulator at {self.base_url}",
             "allow_private_hosts = true",
         ]
-        if extra.strip():
-            lines += ["", extra.strip()]
+        extra = extra.strip()
+        if "per_host_rate" not in extra:  # every outlet here shares one host
+            unlimited = "per_host_rate = 0.0  # the simulated outlets share one host"
+            if re.search(r"^\[fetch\][ \t]*$", extra, re.M):
+                extra = re.sub(r"^\[fetch\][ \t]*$", "[fetch]\n" + unlimited, extra, 1, re.M)
+            else:
+                extra = f"{extra}\n\n[fetch]\n{unlimited}".strip()
+        lines += ["", extra]
         for outlet in self.corpus.outlets:
             lines += [
                 "",

@@ -982,7 +982,14 @@ def test_index_robots_home_and_unknown_paths(sim: OutletSimulator, corpus, clien
 def test_outlets_toml(sim: OutletSimulator, corpus: DemoCorpus) -> None:
     config = tomllib.loads(sim.outlets_toml(extra="[fetch]\ntimeout_seconds = 2"))
     assert config["allow_private_hosts"] is True
-    assert config["fetch"] == {"timeout_seconds": 2}
+    # the simulated outlets share one host: no per-host request rate unless asked for
+    assert config["fetch"] == {"timeout_seconds": 2, "per_host_rate": 0.0}
+    assert tomllib.loads(sim.outlets_toml())["fetch"] == {"per_host_rate": 0.0}
+    both = tomllib.loads(sim.outlets_toml(extra="[schedule]\nreport_cron = '0 1 * * *'"))
+    assert both["fetch"] == {"per_host_rate": 0.0} and both["schedule"]["report_cron"]
+    assert tomllib.loads(sim.outlets_toml(extra="[fetch]\nper_host_rate = 3.0"))["fetch"] == {
+        "per_host_rate": 3.0
+    }
     feeds = sim.feed_urls()
     assert [o["slug"] for o in config["outlets"]] == [o.slug for o in corpus.outlets]
     for table, outlet in zip(config["outlets"], corpus.outlets, strict=True):
