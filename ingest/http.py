@@ -557,8 +557,15 @@ class Fetcher:
         while True:
             if call.stop.is_set():
                 return "cancelled before the request was made", None
+            if call.remaining() <= 0:
+                return (
+                    f"deadline exceeded: no free slot for {key} within {call.seconds:g} s",
+                    None,
+                )
             held = self._holds.remaining(key)
-            if held > settings.max_retry_after_wait_seconds or held >= call.remaining():
+            if held > 0 and (
+                held > settings.max_retry_after_wait_seconds or held >= call.remaining()
+            ):
                 return f"not contacted: {key} asked to wait {held:.0f} s more (Retry-After)", held
             if held > 0:
                 call.stop.wait(held)
@@ -825,13 +832,11 @@ class Fetcher:
                     except queue.Full:
                         continue
 
-        workers = [
-            threading.Thread(target=work, name=f"fetch-{n}", daemon=True)
-            for n in range(max(1, min(self.settings.total_concurrency, len(requests))))
-        ]
-        for worker in workers:
-            worker.start()
-        try:
+        workers: list[threading.Thread] = []
+        try:  # an interrupt while the workers start stops the ones already running
+            for n in range(max(1, min(self.settings.total_concurrency, len(requests)))):
+                workers.append(threading.Thread(target=work, name=f"fetch-{n}", daemon=True))
+                workers[-1].start()
             for _ in range(len(requests)):
                 while True:
                     if stop.cancelled:
@@ -846,7 +851,10 @@ class Fetcher:
             stop.set()
             self._watchdog.wake()  # interrupts the requests in flight now
             for worker in workers:
-                worker.join(timeout=5)
+                try:
+                    worker.join(timeout=5)
+                except RuntimeError:  # its start was interrupted before it ran: it never will
+                    pass
             stuck = [w.name for w in workers if w.is_alive()]
             if stuck:
                 log.warning("fetch threads still running after the batch stopped: %s", stuck)
