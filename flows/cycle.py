@@ -18,7 +18,7 @@ from prefect.runtime import flow_run
 from flows import reporting, stages
 from ingest.config import OutletsConfig, load_outlets
 from ingest.extract import start_pool
-from ingest.http import Fetcher
+from ingest.http import Fetcher, Network
 from narratives.detect import SignedTexts
 from narratives.params import DEFAULT_PARAMS, DetectionParams
 from store.db import Store
@@ -98,15 +98,16 @@ def run_cycle(
     run_id: str,
     *,
     prefect_tasks: bool = False,
+    network: Network | None = None,
 ) -> dict[str, Any]:
     """The cycle's body: poll -> fetch and extract -> store -> detect, with the run recorded.
     With `prefect_tasks` (inside `cycle_flow`) each stage runs as a Prefect task; otherwise
-    nothing here touches Prefect. The summary holds the run's counts and `seconds`, the wall
-    time of each stage."""
+    nothing here touches Prefect. `network` stands in for DNS and routing (tests). The summary
+    holds the run's counts and `seconds`, the wall time of each stage."""
     calls = PREFECT_STAGES if prefect_tasks else PLAIN_STAGES
     as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
     seconds: dict[str, float] = {}
-    with Store(db_path) as store, Fetcher(config.fetch) as fetcher:
+    with Store(db_path) as store, Fetcher(config.fetch, network=network) as fetcher:
         store.begin_run(run_id, as_of, config.source)
         counts: dict[str, int] = {}
         try:

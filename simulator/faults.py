@@ -78,7 +78,7 @@ NO_ITEMS = frozenset({n for n in FAULTS if n.startswith("feed-")}) - {
     "feed-encodings",
 }
 ITEMS = {
-    "page-hang": 4,
+    "page-hang": 20,
     "page-drip": 2,
     "page-5xx": 2,
     "page-429": 3,

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import socket
+import sys
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -211,6 +212,13 @@ class _Server(ThreadingHTTPServer):
             daemon=True,
         )
         thread.start()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionResetError | BrokenPipeError | TimeoutError):
+            logger.debug("client %s hung up: %s", client_address, error)  # a crawler gave up
+            return
+        super().handle_error(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
         with self._connections_lock:
