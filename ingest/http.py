@@ -356,6 +356,23 @@ class _Call:
         return self.deadline - time.monotonic()
 
 
+class _GiveUp(tenacity.stop.stop_base):
+    """No retry once the call is stopped, when the wait would pass its deadline, or when the
+    host asked for a longer wait than is waited for in line."""
+
+    def __init__(self, call: _Call, longest_wait: float) -> None:
+        self.call = call
+        self.longest_wait = longest_wait
+
+    def __call__(self, state: tenacity.RetryCallState) -> bool:
+        asked = _outcome(state).retry_after or 0.0
+        return (
+            self.call.stop.is_set()
+            or state.upcoming_sleep >= self.call.remaining()
+            or asked > self.longest_wait
+        )
+
+
 class Fetcher:
     """Connection pools (one per host and address, least recently used dropped) plus the
     politeness rules and bounds; use as a context manager. `network` stands in for DNS and
@@ -434,27 +451,19 @@ class Fetcher:
             asked = _outcome(state).retry_after or 0.0
             return max(backoff(state), asked)
 
-        class GiveUp(tenacity.stop.stop_base):
-            """No retry once stopped, when the wait would pass the deadline, or when the
-            host asked for a longer wait than we wait in line."""
-
-            def __call__(self, state: tenacity.RetryCallState) -> bool:
-                asked = _outcome(state).retry_after or 0.0
-                return (
-                    stop.is_set()
-                    or state.upcoming_sleep >= call.remaining()
-                    or asked > settings.max_retry_after_wait_seconds
-                )
+        def sleep(seconds: float) -> None:
+            stop.wait(seconds)  # a stopped call's next attempt reports it
 
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_result(
                 lambda r: r.error_kind == "transient" and not call.final
             ),
             stop=tenacity.stop_any(
-                tenacity.stop_after_attempt(settings.transient_retries + 1), GiveUp()
+                tenacity.stop_after_attempt(settings.transient_retries + 1),
+                _GiveUp(call, settings.max_retry_after_wait_seconds),
             ),
             wait=wait,
-            sleep=lambda seconds: None if stop.wait(seconds) else None,
+            sleep=sleep,
             retry_error_callback=_outcome,
         )
         result: FetchResult = retrying(self._attempt, request, accept, call)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import threading
 import time
 from collections import Counter
@@ -188,8 +189,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(302)
         elif head == "hang":  # never answers (until the server stops)
             self.server.state.stopping.wait(60)
-        elif head == "drip":  # /drip/<n>?i=<seconds>: n body bytes, one per interval
-            self._drip(f"/drip/{segments[1]}", int(segments[1]), float(query["i"][0]))
+        elif head == "drip":  # /drip/<n>[/<any>]?i=<seconds>: n body bytes, one per interval
+            self._drip(path, int(segments[1]), float(query["i"][0]))
         elif head == "slow-headers":  # the status line, then a header byte per interval
             self.wfile.write(b"HTTP/1.1 200 OK\r\n")
             for _ in range(200):
@@ -904,7 +905,7 @@ def test_per_host_rate_spaces_requests(server: LocalServer) -> None:
 
 
 def _fetch_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("fetch-")]
+    return [t.name for t in threading.enumerate() if re.fullmatch(r"fetch[-_]\d+", t.name)]
 
 
 def _wait_for_hits(state: ServerState, prefix: str, count: int) -> None:
@@ -917,36 +918,50 @@ def _wait_for_hits(state: ServerState, prefix: str, count: int) -> None:
     raise AssertionError(f"the server never saw {count} requests for {prefix}")
 
 
+def _cut_short(state: ServerState, paths: list[str], size: int) -> bool:
+    """True when none of the dripping bodies was sent to the end: the requests in flight
+    were cut, not waited out."""
+    with state.lock:
+        return all(state.sent[path] < size for path in paths)
+
+
+# each of these bodies takes 5 s to send, one byte every 0.05 s
+DRIPS = [f"/drip/100/{i}" for i in range(6)]
+
+
 def test_closing_the_iterator_ends_every_fetch_thread(server: LocalServer) -> None:
     requests = [FetchRequest(server.url("/ok"))]
-    requests += [FetchRequest(server.url(f"/hang/{i}")) for i in range(6)]
+    requests += [FetchRequest(server.url(f"{path}?i=0.05")) for path in DRIPS]
     with Fetcher(settings(page_deadline_seconds=60.0, per_host_concurrency=8)) as fetcher:
         batch = fetcher.fetch_iter(requests)
         index, first = next(batch)
         assert (index, first.ok) == (0, True)
-        _wait_for_hits(server.state, "/hang/", 6)  # all six in flight
+        _wait_for_hits(server.state, "/drip/", 6)  # all six in flight
         batch.close()
         assert _fetch_threads() == []
+        assert _cut_short(server.state, DRIPS, 100)
     assert [t.name for t in threading.enumerate() if t.name == "fetcher-watchdog"] == []
 
 
 def test_keyboard_interrupt_in_the_consumer_ends_every_fetch_thread(server: LocalServer) -> None:
     requests = [FetchRequest(server.url("/ok"))]
-    requests += [FetchRequest(server.url(f"/hang/{i}")) for i in range(6)]
+    requests += [FetchRequest(server.url(f"{path}?i=0.05")) for path in DRIPS]
     with Fetcher(settings(page_deadline_seconds=60.0, per_host_concurrency=8)) as fetcher:
         with pytest.raises(KeyboardInterrupt):
             for _index, _result in fetcher.fetch_iter(requests, buffer=1):
-                _wait_for_hits(server.state, "/hang/", 6)
+                _wait_for_hits(server.state, "/drip/", 6)
                 raise KeyboardInterrupt
         assert _fetch_threads() == []
+        assert _cut_short(server.state, DRIPS, 100)
 
 
 def test_a_cancel_event_stops_a_batch(server: LocalServer) -> None:
     cancel = threading.Event()
-    requests = [FetchRequest(server.url(f"/hang/{i}")) for i in range(40)]
+    paths = [f"/drip/100/{i}" for i in range(40)]
+    requests = [FetchRequest(server.url(f"{path}?i=0.05")) for path in paths]
 
     def cancel_when_busy() -> None:
-        _wait_for_hits(server.state, "/hang/", 8)
+        _wait_for_hits(server.state, "/drip/", 8)
         cancel.set()
 
     helper = threading.Thread(target=cancel_when_busy)
@@ -955,6 +970,7 @@ def test_a_cancel_event_stops_a_batch(server: LocalServer) -> None:
         with pytest.raises(FetchCancelled):
             fetcher.fetch_many(requests, cancel=cancel)
         assert _fetch_threads() == []
+        assert _cut_short(server.state, paths, 100)
     helper.join()
     assert sum(server.state.hits.values()) == 8  # nothing was started after the cancel
 
