@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
@@ -227,18 +227,3 @@ def check_addresses(host: str, addresses: Iterable[str], *, allow_private_hosts:
                     "(set allow_private_hosts = true to allow)"
                 )
     return [str(address) for address in dict.fromkeys(parsed)]
-
-
-Resolve = Callable[[str, int], Sequence[str]]
-
-
-def check_fetchable(
-    url: str, *, allow_private_hosts: bool, resolve: Resolve
-) -> tuple[Target, list[str]]:
-    """Parse `url` and resolve its host once with `resolve` (DNS): the target and the
-    checked addresses a connection may go to. Raise UnsafeURLError for a refused form or
-    address; errors of `resolve` itself (OSError) pass through."""
-    target = parse_target(url)
-    literal = target.literal
-    addresses = [str(literal)] if literal is not None else resolve(target.host, target.port)
-    return target, check_addresses(target.host, addresses, allow_private_hosts=allow_private_hosts)

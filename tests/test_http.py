@@ -810,8 +810,9 @@ def test_a_hanging_host_costs_at_most_its_budget(server: LocalServer) -> None:
     finally:
         _stop_server(other_httpd, other_thread)
     hung = sum(v for k, v in server.state.hits.items() if k.startswith("/hang/"))
-    # budget / deadline = 2 requests spend the budget, plus the one the other slot had running
-    assert 2 <= hung <= 3
+    # budget / deadline = 2 requests spend the budget (3 when the time charged, from the slot on,
+    # falls short of the deadlines), plus the one the other slot had running
+    assert 2 <= hung <= 4
     errors = [r.error or "" for r in results[:12]]
     assert sum(e.startswith("deadline exceeded") for e in errors) == hung
     spent = [e for e in errors if "has used its budget of 1 s" in e]
@@ -897,8 +898,9 @@ def test_per_host_rate_spaces_requests(server: LocalServer) -> None:
     sent = sum(server.state.hits.values())
     assert 4 <= sent <= 6
     assert 4 <= sum(r.ok for r in results) <= sent  # one sent at the last moment may time out
+    assert all(r.ok or (r.error or "").startswith("deadline exceeded") for r in results)
     refused = [r for r in results if r.error and "request rate leaves no turn" in r.error]
-    assert len(refused) == 20 - sent
+    assert len(refused) >= 20 - sent - 1  # one may instead run out of time on its turn
 
 
 # ----------------------------------------------------------------------------- stopping
