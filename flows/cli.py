@@ -485,14 +485,41 @@ def simulate(
     day_seconds: Annotated[
         float, typer.Option(help="Real seconds per simulated corpus day.")
     ] = 60.0,
+    faults: Annotated[
+        str,
+        typer.Option(
+            help="Also serve fault outlets: 'all' or a comma-separated list of names (hangs, "
+            "drips, 5xx, 429 with Retry-After, truncated, garbage, wrong types, redirect "
+            "loops, gzip bombs, 50 MB bodies, a 10,000-item feed, duplicate GUIDs, odd dates "
+            "and encodings, entity bombs, path-like bodies, links to an internal address); "
+            "each on its own address 127.0.0.10+ on the same port. See docs/operations.md."
+        ),
+    ] = "",
+    outlets_out: Annotated[
+        Path | None,
+        typer.Option(help="Write an outlets file (TOML) for every outlet served."),
+    ] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(help="Write the expected outcome of every feed and article (JSON)."),
+    ] = None,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = 0,
 ) -> None:
     """Serve the demo corpus with the outlet simulator, advancing one corpus day every
-    --day-seconds, until interrupted."""
+    --day-seconds, until interrupted; with --faults, fault outlets beside it."""
     from simulator.__main__ import main as simulator_main
 
-    simulator_main(["--port", str(port), "--day-seconds", str(day_seconds)])
+    argv = ["--port", str(port), "--day-seconds", str(day_seconds)]
+    if faults:
+        argv += ["--faults", faults]
+    if outlets_out is not None:
+        argv += ["--outlets-out", str(outlets_out)]
+    if manifest is not None:
+        argv += ["--manifest", str(manifest)]
+    code = simulator_main(argv)
+    if code:
+        raise typer.Exit(code=code)
 
 
 @config_app.command("check")

@@ -24,7 +24,7 @@ from flows.prefect_env import stop_prefect_threads_at_exit
 from flows.progress import Progress
 from ingest.config import OutletsConfig, load_outlets
 from ingest.extract import start_pool
-from ingest.http import Fetcher
+from ingest.http import Fetcher, Network
 from narratives.detect import SignedTexts
 from narratives.params import DEFAULT_PARAMS, DetectionParams
 from store.db import DEFAULT_MEMORY_LIMIT, Store
@@ -163,12 +163,13 @@ def run_cycle(
     prefect_tasks: bool = False,
     progress: Progress | None = None,
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    network: Network | None = None,
 ) -> dict[str, Any]:
     """The cycle's body: poll -> fetch and extract -> store -> detect -> publish, with the run
     recorded in `runs` (completed, failed with the error, or interrupted). With
     `prefect_tasks` (inside `cycle_flow`) each stage runs as a Prefect task; otherwise nothing
     here touches Prefect. The summary holds the run's counts and `seconds`, the wall time of
-    each stage."""
+    each stage. `network` stands in for DNS and routing (tests)."""
     calls = PREFECT_STAGES if prefect_tasks else PLAIN_STAGES
     as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
     deadline = time.monotonic() + config.schedule.cycle_budget_seconds
@@ -176,7 +177,7 @@ def run_cycle(
     counts: dict[str, int] = {}
     store, layout = open_working_store(db_path, memory_limit)
     try:
-        with Fetcher(config.fetch) as fetcher:
+        with Fetcher(config.fetch, network=network) as fetcher:
             store.begin_run(run_id, as_of, config.source)
             try:
                 start_pool(processes)  # workers get ready while the feeds are polled

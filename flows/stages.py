@@ -203,11 +203,16 @@ def _log_row(
 
 @contextmanager
 def _fetching(
-    fetcher: Fetcher, requests: Sequence[FetchRequest], accept: str, buffer: int = 0
+    fetcher: Fetcher,
+    requests: Sequence[FetchRequest],
+    accept: str,
+    buffer: int = 0,
+    deadline: float | None = None,
 ) -> Iterator[Iterator[tuple[int, FetchResult]]]:
-    """`Fetcher.fetch_iter`, closed on leaving: a caller that stops early (the cycle budget)
-    starts no further request, and the fetch threads end."""
-    stream = fetcher.fetch_iter(requests, accept=accept, buffer=buffer)
+    """`Fetcher.fetch_iter`, closed on leaving: a caller that stops early (the cycle budget,
+    Ctrl-C) starts no further request, requests in flight are cut, and the fetch threads end.
+    `deadline`: seconds each request may take in all (default: the page deadline)."""
+    stream = fetcher.fetch_iter(requests, accept=accept, buffer=buffer, deadline=deadline)
     try:
         yield stream
     finally:
@@ -309,7 +314,8 @@ def poll_feeds(
     failures: list[tuple[FetchResult, str | None]] = []
     answered: list[str] = []
     waits: list[dict[str, object]] = []
-    with _fetching(fetcher, requests, FEED_ACCEPT) as results:
+    feed_deadline = config.fetch.feed_deadline_seconds
+    with _fetching(fetcher, requests, FEED_ACCEPT, deadline=feed_deadline) as results:
         for done, (_index, result) in enumerate(results, start=1):
             seen.append(replace(result, body=b""))
             if result.retry_after is not None:

@@ -164,6 +164,24 @@ class FetchSettings(_Settings):
     max_pages_per_feed: int = Field(
         default=300, ge=1, description="Pages fetched per feed and cycle; the rest wait their turn."
     )
+    page_deadline_seconds: float = Field(
+        default=60.0, gt=0, description="A page's whole request: redirects, retries, body."
+    )
+    feed_deadline_seconds: float = Field(default=60.0, gt=0, description="The same for a feed.")
+    host_budget_seconds: float = Field(
+        default=120.0, ge=0, description="Time a host may cost in failed requests per cycle."
+    )
+    per_host_rate: float = Field(
+        default=1.0,
+        ge=0,
+        description="Requests per second to one host (host and port); 0: no limit.",
+    )
+    retry_backoff_seconds: float = Field(
+        default=0.5, ge=0, description="First wait before an in-cycle retry (doubles, jitter)."
+    )
+    max_retry_after_wait_seconds: float = Field(
+        default=5.0, ge=0, description="A longer Retry-After is not waited for within the cycle."
+    )
     allow_private_hosts: bool = False  # written at the top of the file
 
     @model_validator(mode="after")

@@ -217,7 +217,19 @@ def extract_stream(
     results in completion order. With processes > 1 the pages go to the process pool
     `per_task` at a time (fewer hand-offs between processes), at most `window` tasks (default
     4 per process) in flight: the source is read no faster than the pool works, so memory
-    holds a few pages, not the batch."""
+    holds a few pages, not the batch. When the caller stops early (or an exception leaves this
+    generator), `pages` is closed if it can be, so a fetching source stops at once too."""
+    try:
+        yield from _extract_stream(pages, processes, window, per_task)
+    finally:
+        close = getattr(pages, "close", None)
+        if close is not None:
+            close()
+
+
+def _extract_stream(
+    pages: Iterable[PageToExtract], processes: int, window: int, per_task: int
+) -> Iterator[tuple[str, Extracted | None, str | None]]:
     if processes <= 1:
         for page in pages:
             yield _extract_one(page)

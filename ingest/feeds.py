@@ -1,15 +1,23 @@
-"""Feeds from bytes: feedparser never touches the network here."""
+"""Feeds from bytes: feedparser never touches the network or the file system here.
+
+feedparser takes a string it is given for a URL or a file name when it looks like one, so the
+body always reaches it wrapped in a stream. Entities declared in a feed's DTD are expanded by
+feedparser's fallback parser without limit, so a feed whose declared entities would expand
+beyond MAX_ENTITY_EXPANSION bytes is refused before it is parsed.
+"""
 
 from __future__ import annotations
 
 import calendar
 import html
+import io
 import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import feedparser
+from feedparser.encodings import convert_to_utf8
 
 from ingest.urls import canonical_url
 
@@ -78,11 +86,94 @@ def _entry_time(entry: feedparser.FeedParserDict) -> datetime | None:
     return None
 
 
+MAX_ENTITY_EXPANSION = 1_000_000  # bytes a feed's declared entities may add when expanded
+
+_DECLARATION = re.compile(
+    rb"""<!ENTITY\s+(%\s+)?([A-Za-z_:][\w.:-]*)\s+"""
+    rb"""(?:"([^"]*)"|'([^']*)'|((?:SYSTEM|PUBLIC)\s[^>]*))\s*>"""
+)
+_REFERENCE = re.compile(rb"&([A-Za-z_:][\w.:-]*);")
+
+
+class FeedRefused(ValueError):
+    """The feed is not parsed at all; the message says why."""
+
+
+def entity_expansion(body: bytes, headers: dict[str, str]) -> int:
+    """How many bytes the entities a feed declares would add to it if every one were expanded
+    (feedparser's fallback parser expands the ones it keeps without limit), reading the
+    document as feedparser will (decoded to UTF-8). External entities are never loaded and
+    count nothing; raise FeedRefused for declarations whose expansion cannot be bounded
+    (internal parameter entities, recursion, forms not understood)."""
+    data = convert_to_utf8(dict(headers), body, {})
+    if b"<!ENTITY" not in data:
+        return 0
+    values: dict[bytes, bytes] = {}
+    found = 0
+    for match in _DECLARATION.finditer(data):
+        found += 1
+        parameter, name, double, single, external = match.groups()
+        if external is not None:
+            continue  # never loaded (feedparser keeps no external entity, expat loads none)
+        if parameter:
+            raise FeedRefused(
+                f"feed refused: its DTD declares a parameter entity ({name.decode()!r}) "
+                "whose expansion cannot be bounded"
+            )
+        values[name] = double if double is not None else single
+    if found != data.count(b"<!ENTITY"):
+        raise FeedRefused(
+            "feed refused: its DTD declares an entity in a form whose expansion cannot be bounded"
+        )
+    sizes: dict[bytes, int] = {}
+
+    def size(name: bytes, seen: tuple[bytes, ...] = ()) -> int:
+        if name in sizes:
+            return sizes[name]
+        if name in seen:
+            raise FeedRefused(f"feed refused: entity {name.decode()!r} refers to itself")
+        value = values[name]
+        total = len(value)
+        for ref in _REFERENCE.findall(value):
+            if ref in values:
+                total += size(ref, (*seen, name)) - len(ref) - 2
+                if total > MAX_ENTITY_EXPANSION:
+                    break
+        sizes[name] = total
+        return total
+
+    added = 0
+    for ref in _REFERENCE.findall(_DECLARATION.sub(b"", data)):
+        if ref in values:
+            added += size(ref) - len(ref) - 2  # the reference itself goes
+            if added > MAX_ENTITY_EXPANSION:
+                break
+    return added
+
+
 def parse_feed(body: bytes, url: str, content_type: str = "") -> ParsedFeed:
     headers = {"content-location": url}
     if content_type:
         headers["content-type"] = content_type
-    parsed = feedparser.parse(body, response_headers=headers)
+    try:
+        added = entity_expansion(body, headers)
+        if added > MAX_ENTITY_EXPANSION:
+            raise FeedRefused(
+                f"feed refused: its entities would expand it by more than "
+                f"{MAX_ENTITY_EXPANSION} bytes"
+            )
+        # a stream: given bytes or a string, feedparser opens what looks like a path or URL
+        parsed = feedparser.parse(io.BytesIO(body), response_headers=headers)
+    except FeedRefused as refused:
+        return ParsedFeed(entries=(), title="", problem=str(refused), is_feed=False)
+    except Exception as crash:  # a parser crash is this feed's problem, never the cycle's
+        log.warning("parsing feed %s failed: %s", url, crash)
+        return ParsedFeed(
+            entries=(),
+            title="",
+            problem=f"feed parser failed: {type(crash).__name__}: {crash}",
+            is_feed=False,
+        )
     version = parsed.get("version", "")
     problem = None
     exc = parsed.get("bozo_exception")

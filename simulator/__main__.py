@@ -1,12 +1,17 @@
 """Serve a corpus standalone: ``python -m simulator --port 8765 --day-seconds 60``.
 
 Prints the base URL on stdout and nothing else; the simulated clock advances one corpus
-day every ``--day-seconds`` real seconds until interrupted.
+day every ``--day-seconds`` real seconds until interrupted. ``--faults all`` (or a list)
+adds the fault outlets of ``simulator.faults``; ``--outlets-out`` writes a narratrace outlets
+file for everything served, ``--manifest`` what a correct crawler records for each feed and
+article (JSON, written at start and again on exit, when more articles are released).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import signal
 import sys
@@ -16,6 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from simulator.corpus import DEMO_ROOT, CorpusError, load_corpus
+from simulator.faults import FAULTS, parse_faults
 from simulator.server import OutletSimulator
 
 
@@ -61,14 +67,51 @@ def _parser() -> argparse.ArgumentParser:
         default=5.0,
         help="seconds a page with fault 'timeout' stalls before answering (default: %(default)s)",
     )
+    parser.add_argument(
+        "--faults",
+        default="",
+        metavar="all|NAME,...",
+        help="also serve fault outlets, each on its own loopback address 127.0.0.10+ on the "
+        "same port (the internal service on 127.0.0.9): 'all' or a comma-separated list of "
+        + ", ".join(FAULTS),
+    )
+    parser.add_argument(
+        "--hang-seconds",
+        type=float,
+        default=3600.0,
+        help="how long hanging fault outlets stall (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--outlets-out",
+        type=Path,
+        help="write a narratrace outlets file (TOML) for every outlet served",
+    )
+    parser.add_argument(
+        "--manifest",
+        type=Path,
+        help="write the expected outcome of every feed and released article (JSON)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log requests to stderr")
     return parser
+
+
+def _write_manifest(simulator: OutletSimulator, path: Path) -> None:
+    rows = [dataclasses.asdict(expected) for expected in simulator.manifest()]
+    path.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.day_seconds < 0 or args.start_day < 0 or args.timeout_delay < 0:
         print("error: --day-seconds, --start-day and --timeout-delay must be >= 0", file=sys.stderr)
+        return 2
+    if args.hang_seconds <= 0:
+        print("error: --hang-seconds must be > 0", file=sys.stderr)
+        return 2
+    try:
+        faults = parse_faults(args.faults) if args.faults else ()
+    except ValueError as exc:
+        print(f"error: --faults: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
@@ -82,12 +125,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     simulator = OutletSimulator(
-        corpus, host=args.host, port=args.port, timeout_delay=args.timeout_delay
+        corpus,
+        host=args.host,
+        port=args.port,
+        timeout_delay=args.timeout_delay,
+        faults=faults,
+        hang_seconds=args.hang_seconds,
     )
     try:
         simulator.start()
     except OSError as exc:
-        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        where = " (fault outlets need 127.0.0.9 and 127.0.0.10+ free)" if faults else ""
+        print(f"error: cannot listen on {args.host}:{args.port}{where}: {exc}", file=sys.stderr)
         return 1
 
     done = threading.Event()
@@ -97,6 +146,15 @@ def main(argv: list[str] | None = None) -> int:
     simulator.set_now(origin)
     if args.day_seconds == 0:
         simulator.release_all()
+    try:
+        if args.outlets_out:
+            args.outlets_out.write_text(simulator.outlets_toml(), encoding="utf-8")
+        if args.manifest:
+            _write_manifest(simulator, args.manifest)
+    except OSError as exc:
+        simulator.stop()
+        print(f"error: cannot write: {exc}", file=sys.stderr)
+        return 1
     print(simulator.base_url, flush=True)
 
     began = time.monotonic()
@@ -109,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if args.manifest:
+            try:
+                _write_manifest(simulator, args.manifest)
+            except OSError as exc:
+                print(f"error: cannot write the manifest: {exc}", file=sys.stderr)
         simulator.stop()
     return 0
 

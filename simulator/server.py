@@ -12,10 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import socket
+import sys
 import threading
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 from email.utils import parsedate_to_datetime
@@ -25,6 +27,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from simulator.corpus import DemoArticle, DemoCorpus, DemoOutlet
+from simulator.faults import (
+    INTERNAL_ADDRESS,
+    PUBLIC_PREFIX,
+    REBIND_NAME,
+    Expected,
+    FaultOutlet,
+    FaultSet,
+)
+from simulator.network import SimulatedNetwork
 from simulator.pages import (
     article_path,
     article_url,
@@ -39,7 +50,10 @@ from simulator.pages import (
     render_outlet_home,
     render_pdf,
     render_robots,
+    tracked_url,
 )
+from simulator.response import HTML
+from simulator.response import Response as _Response
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +61,8 @@ RELATED_STORIES = 4
 FEED_CACHE_CONTROL = "max-age=300"
 PAGE_CACHE_CONTROL = "public, max-age=600"
 
-HTML = "text/html; charset=utf-8"
+MAIN_NAME = "news.sim.example"  # the main host's name in public-name mode
+MAIN_PUBLIC = PUBLIC_PREFIX + "1"
 CONTENT_TYPES = {
     "rss": "application/rss+xml; charset=utf-8",
     "atom": "application/atom+xml; charset=utf-8",
@@ -64,13 +79,20 @@ class SimulatorStats:
         self._tracked = 0
         self._paths: Counter[str] = Counter()
         self._statuses: Counter[int] = Counter()
+        self._addresses: Counter[str] = Counter()
+        self._sent: Counter[str] = Counter()
 
-    def _count_request(self, path: str, tracked: bool) -> None:
+    def _count_request(self, path: str, tracked: bool, address: str = "") -> None:
         with self._lock:
             self._requests += 1
             self._paths[path] += 1
+            self._addresses[address] += 1
             if tracked:
                 self._tracked += 1
+
+    def _count_sent(self, path: str, size: int) -> None:
+        with self._lock:
+            self._sent[path] += size
 
     def _count_status(self, status: int) -> None:
         with self._lock:
@@ -103,6 +125,20 @@ class SimulatorStats:
             return dict(self._paths)
 
     @property
+    def address_hits(self) -> dict[str, int]:
+        """Requests per listening address (the main one, each fault outlet's, the internal
+        service's)."""
+        with self._lock:
+            return dict(self._addresses)
+
+    @property
+    def bytes_sent(self) -> dict[str, int]:
+        """Body bytes written per path (counted as they go out, so a cut transfer shows how
+        far it got)."""
+        with self._lock:
+            return dict(self._sent)
+
+    @property
     def status_counts(self) -> dict[int, int]:
         with self._lock:
             return dict(self._statuses)
@@ -118,24 +154,14 @@ class SimulatorStats:
             self._requests = self._not_modified = self._tracked = 0
             self._paths.clear()
             self._statuses.clear()
+            self._addresses.clear()
+            self._sent.clear()
 
     def __repr__(self) -> str:
         return (
             f"SimulatorStats(requests={self.requests}, not_modified={self.not_modified}, "
             f"paths={len(self.path_hits)})"
         )
-
-
-@dataclass
-class _Response:
-    status: int
-    content_type: str = HTML
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    last_modified: datetime | None = None  # with an ETag: conditional requests are honoured
-    cache_control: str = ""
-    delay: float = 0.0  # seconds to stall before answering
-    etag: str = ""  # precomputed ETag of body ("" = computed when sent)
 
 
 def _etag(body: bytes) -> str:
@@ -163,8 +189,14 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], simulator: OutletSimulator) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        simulator: OutletSimulator,
+        role: FaultOutlet | str = "main",  # "main", "internal" or a fault outlet
+    ) -> None:
         self.simulator = simulator
+        self.role = role
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
@@ -180,6 +212,13 @@ class _Server(ThreadingHTTPServer):
             daemon=True,
         )
         thread.start()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionResetError | BrokenPipeError | TimeoutError):
+            logger.debug("client %s hung up: %s", client_address, error)  # a crawler gave up
+            return
+        super().handle_error(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
         with self._connections_lock:
@@ -217,9 +256,10 @@ class _Handler(BaseHTTPRequestHandler):
         simulator = self.server.simulator
         parts = urlsplit(self.path)
         path = parts.path or "/"
-        simulator.stats._count_request(path, bool(parts.query))
+        address = str(self.server.server_address[0])
+        simulator.stats._count_request(path, bool(parts.query), address)
         try:
-            response = simulator._route(path)
+            response = simulator._route_for(self.server.role, path)
         except Exception:
             logger.exception("simulator failed to answer %s", self.path)
             response = _Response(500, "text/plain; charset=utf-8", b"Internal Server Error\n")
@@ -227,12 +267,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # shutting down: never answer
             return
         try:
-            self._send(response, head=head)
+            self._send(response, path, head=head)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting
             self.close_connection = True
 
-    def _send(self, response: _Response, *, head: bool) -> None:
-        stats = self.server.simulator.stats
+    def _send(self, response: _Response, path: str, *, head: bool) -> None:
+        simulator = self.server.simulator
+        stats = simulator.stats
         headers = dict(response.headers)
         status = response.status
         body = response.body
@@ -252,13 +293,47 @@ class _Handler(BaseHTTPRequestHandler):
             stats._count_status(status)
             return
         headers["Content-Type"] = response.content_type
-        headers["Content-Length"] = str(len(body))
+        chunked = response.stream is not None and response.length is None
+        if chunked:
+            headers["Transfer-Encoding"] = "chunked"
+        else:
+            headers["Content-Length"] = str(
+                response.length if response.stream is not None else len(body)
+            )
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
-        if not head:
-            self.wfile.write(body)
         stats._count_status(status)
+        if head:
+            return
+        if response.stream is not None:
+            for chunk in response.stream():
+                if simulator._stopping.is_set():
+                    break
+                framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" if chunked else chunk
+                self.wfile.write(framed)
+                stats._count_sent(path, len(chunk))
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+            return
+        if response.drip > 0:
+            self.wfile.flush()
+            for index in range(len(body)):
+                if simulator._stopping.wait(response.drip):
+                    self.close_connection = True
+                    return
+                self.wfile.write(body[index : index + 1])
+                self.wfile.flush()
+                stats._count_sent(path, 1)
+            return
+        if response.truncate is not None:
+            self.wfile.write(body[: response.truncate])
+            self.wfile.flush()
+            stats._count_sent(path, response.truncate)
+            self.close_connection = True  # the rest never comes
+            return
+        self.wfile.write(body)
+        stats._count_sent(path, len(body))
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (overridden name)
         logger.debug("%s - %s", self.address_string(), format % args)
@@ -278,18 +353,30 @@ class OutletSimulator:
         host: str = "127.0.0.1",
         port: int = 0,
         timeout_delay: float = 5.0,
+        *,
+        faults: Sequence[str] = (),
+        public_names: bool = False,
+        hang_seconds: float = 3600.0,
     ) -> None:
+        """`faults` adds fault outlets (names from `simulator.faults.FAULTS`), each on its own
+        loopback address on the same port, plus the internal service. With `public_names`,
+        URLs name hosts (news.sim.example, <outlet>.faults.example) that only `network()`
+        resolves, to public addresses it routes here: a fetcher that refuses private hosts
+        can then be tested against the simulator."""
         self.corpus = corpus
         self.host = host
         self.port = port
         self.timeout_delay = timeout_delay
+        self.public_names = public_names
         self.stats = SimulatorStats()
         self._now = corpus.start
         self._clock_lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._extra: list[tuple[_Server, threading.Thread]] = []
         self._base_url = ""
+        self.faults = FaultSet(tuple(faults), corpus.start, hang_seconds) if faults else None
         self._outlets = {outlet.slug: outlet for outlet in corpus.outlets}
         self._articles = {article_path(a): a for a in corpus.articles}
         self._feeds = {feed_path(o): o for o in corpus.outlets}
@@ -312,7 +399,8 @@ class OutletSimulator:
         server = _Server((self.host, self.port), self)
         self._server = server
         host, port = server.socket.getsockname()[:2]
-        self._base_url = f"http://{host}:{port}"
+        name = MAIN_NAME if self.public_names else host
+        self._base_url = f"http://{name}:{port}"
         self._thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -320,21 +408,50 @@ class OutletSimulator:
             daemon=True,
         )
         self._thread.start()
+        if self.faults is not None:
+            try:
+                self._start_faults(port)
+            except OSError:
+                self.stop()
+                raise
         logger.debug("outlet simulator serving %s", self._base_url)
         return self
+
+    def _start_faults(self, port: int) -> None:
+        assert self.faults is not None
+        self.faults.bind(port, self._base_url, self.public_names)
+        roles: list[tuple[str, FaultOutlet | str]] = [(INTERNAL_ADDRESS, "internal")]
+        roles += [(o.address, o) for o in self.faults.outlets]
+        for address, role in roles:
+            server = _Server((address, port), self, role)
+            thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.25},
+                name=f"outlet-simulator-{port}-{address}",
+                daemon=True,
+            )
+            thread.start()
+            self._extra.append((server, thread))
 
     def stop(self) -> None:
         server, thread = self._server, self._thread
         if server is None:
             return
         self._stopping.set()  # wakes handlers stalling on a "timeout" article
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
+        servers = [(server, thread), *self._extra]
+        stoppers = [threading.Thread(target=s.shutdown) for s, _t in servers]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
+        for each, each_thread in servers:
+            each.close_connections()
+            each.server_close()
+            if each_thread is not None:
+                each_thread.join(timeout=5)
         self._server = None
         self._thread = None
+        self._extra = []
         logger.debug("outlet simulator at %s stopped", self._base_url)
 
     @property
@@ -405,18 +522,35 @@ class OutletSimulator:
         return article_url(self.base_url, article)
 
     def outlets_toml(self, *, extra: str = "") -> str:
-        """A narratrace outlets config pointing at this simulator.
+        """A narratrace outlets config pointing at this simulator (fault outlets included).
 
         ``extra`` is TOML placed before the ``[[outlets]]`` tables, so it may hold
-        top-level keys or tables such as ``[fetch]``.
+        top-level keys or tables such as ``[fetch]``. Private hosts are allowed unless the
+        simulator names its hosts publicly (then a fetcher needs `network()`).
         """
+        allow = "false" if self.public_names else "true"
         lines = [
             f"# Outlets served by the outlet simulator at {self.base_url}",
-            "allow_private_hosts = true",
+            f"allow_private_hosts = {allow}",
         ]
-        if extra.strip():
-            lines += ["", extra.strip()]
-        for outlet in self.corpus.outlets:
+        extra = extra.strip()
+        if "per_host_rate" not in extra:  # every outlet here shares one host
+            unlimited = "per_host_rate = 0.0  # the simulated outlets share one host"
+            if re.search(r"^\[fetch\][ \t]*$", extra, re.M):
+                header = r"^\[fetch\][ \t]*$"
+                extra = re.sub(header, "[fetch]\n" + unlimited, extra, count=1, flags=re.M)
+            else:
+                extra = f"{extra}\n\n[fetch]\n{unlimited}".strip()
+        lines += ["", extra]
+        tables = [
+            (outlet, homepage_url(self.base_url, outlet), [feed_url(self.base_url, outlet)])
+            for outlet in self.corpus.outlets
+        ]
+        if self.faults is not None:
+            tables += [
+                (o.outlet, o.base_url + "/", list(o.feed_urls())) for o in self.faults.outlets
+            ]
+        for outlet, homepage, feeds in tables:
             lines += [
                 "",
                 "[[outlets]]",
@@ -424,12 +558,78 @@ class OutletSimulator:
                 f"slug = {_toml_string(outlet.slug)}",
                 f"country = {_toml_string(outlet.country)}",
                 f"kind = {_toml_string(outlet.kind)}",
-                f"homepage = {_toml_string(homepage_url(self.base_url, outlet))}",
-                f"feeds = [{_toml_string(feed_url(self.base_url, outlet))}]",
+                f"homepage = {_toml_string(homepage)}",
+                f"feeds = [{', '.join(_toml_string(f) for f in feeds)}]",
             ]
         return "\n".join(lines) + "\n"
 
+    def network(self) -> SimulatedNetwork:
+        """DNS and routing for the names of a public-name simulator (see `__init__`)."""
+        if not self.public_names:
+            raise RuntimeError("network() needs a simulator started with public_names=True")
+        port = int(urlsplit(self.base_url).port or 0)
+        network = SimulatedNetwork()
+        network.add_name(MAIN_NAME, [MAIN_PUBLIC])
+        network.add_route(MAIN_PUBLIC, port, self.host, port)
+        if self.faults is not None:
+            for outlet in self.faults.outlets:
+                network.add_name(outlet.host_name, [outlet.public_address])
+                network.add_route(outlet.public_address, port, outlet.address, port)
+            network.add_name("internal.faults.example", [INTERNAL_ADDRESS])
+            rebind = next((o for o in self.faults.outlets if o.fault == "page-internal"), None)
+            if rebind is not None:  # public first (the checked answer), the internal one after
+                network.add_name(REBIND_NAME, [rebind.public_address], [INTERNAL_ADDRESS])
+        return network
+
+    def manifest(self) -> list[Expected]:
+        """What a correct crawler records for every feed, and every article link released so
+        far: the corpus's outlets and the fault outlets (`simulator.faults.Expected`)."""
+        out: list[Expected] = []
+        feed_outcomes = {
+            "": ("ok", "not-modified"),
+            "malformed": ("salvaged", "not-modified"),
+            "server-error": ("error",),
+        }
+        for outlet in self.corpus.outlets:
+            out.append(
+                Expected(
+                    "feed",
+                    feed_url(self.base_url, outlet),
+                    outlet.slug,
+                    outlet.feed_fault,
+                    feed_outcomes[outlet.feed_fault],
+                    ("HTTP 500",) if outlet.feed_fault == "server-error" else (),
+                )
+            )
+            if outlet.feed_fault == "server-error":
+                continue  # its articles are never seen
+            for article in self.corpus.articles_of(outlet.slug):
+                if article.published_at > self.now:
+                    continue
+                link = tracked_url(self.article_url(article), outlet.slug)
+                if article.fault:
+                    expected = Expected(
+                        "article", link, outlet.slug, article.fault, ("error", "fallback")
+                    )
+                else:
+                    expected = Expected("article", link, outlet.slug, "", ("ok",), (), True)
+                out.append(expected)
+        if self.faults is not None:
+            out += self.faults.manifest()
+        return out
+
     # -- routing -----------------------------------------------------------------------
+
+    def _route_for(self, role: FaultOutlet | str, path: str) -> _Response:
+        if self.faults is not None:
+            if role == "internal":
+                return self.faults.route_internal(path)
+            if isinstance(role, FaultOutlet):
+                return self.faults.route(role, path)
+            found = self.faults.route_main(path)
+            if found is not None:
+                return found
+        return self._route(path)
 
     def _route(self, path: str) -> _Response:
         base = self.base_url

@@ -584,3 +584,22 @@ def test_a_new_setting_is_one_line_and_checked_like_the_others() -> None:
     # and the runtime objects take lists where they hold tuples, as dataclasses did
     config = OutletsConfig(outlets=[Outlet(outlet_id="a", name="A", feeds=["https://a.example/"])])
     assert config.outlets[0].feeds == ("https://a.example/",)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("page_deadline_seconds = 0", "'page_deadline_seconds' in [fetch] must be greater than 0"),
+        ("feed_deadline_seconds = -1", "'feed_deadline_seconds' in [fetch] must be greater than 0"),
+        ("per_host_rate = -0.5", "'per_host_rate' in [fetch] must be at least 0"),
+        ("host_budget_seconds = -1", "'host_budget_seconds' in [fetch] must be at least 0"),
+        ("retry_backoff_seconds = -3", "'retry_backoff_seconds' in [fetch] must be at least 0"),
+        ('per_host_rate = "fast"', "'per_host_rate' in [fetch] must be a number"),
+        ("max_backoff_minutes = 1", "max_backoff_minutes must be at least retry_delay_minutes"),
+    ],
+)
+def test_fetch_bounds_are_checked(text: str, expected: str) -> None:
+    data = tomllib.loads(f"[fetch]\n{text}\n{OUTLET_A}")
+    with pytest.raises(ConfigError) as info:
+        parse_outlets(data)
+    assert expected in str(info.value)

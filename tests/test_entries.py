@@ -26,7 +26,7 @@ import pytest
 from flows import stages
 from flows.cycle import run_cycle
 from ingest.config import ConfigError, ScheduleSettings, load_outlets, parse_outlets
-from ingest.http import Fetcher, parse_retry_after
+from ingest.http import Fetcher
 from narratives.variants import WatchNarrative, watchlist_hits
 from store.db import Store
 from store.publish import StoreLayout
@@ -468,14 +468,6 @@ def test_poll_interval_follows_the_publishing_rate_within_bounds() -> None:
     assert stages.poll_interval((10, T0 - 10 * MINUTE), T0, schedule) == 10 * MINUTE
     assert stages.poll_interval((2, T0 - timedelta(days=3)), T0, schedule) == 120 * MINUTE
     assert stages.poll_interval(None, T0, schedule) == 20 * MINUTE  # no dated entry
-
-
-def test_retry_after_header_forms() -> None:
-    assert parse_retry_after("120") == 120.0
-    now = T0.timestamp()
-    assert parse_retry_after("Mon, 02 Mar 2026 09:05:00 GMT", now=now) == 300.0
-    assert parse_retry_after("Mon, 02 Mar 2026 08:00:00 GMT", now=now) == 0.0
-    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
 
 
 @pytest.mark.parametrize(

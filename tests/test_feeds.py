@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 import pytest
 
-from ingest.feeds import FeedEntry, html_to_text, parse_feed
+from ingest.feeds import FeedEntry, entity_expansion, html_to_text, parse_feed
+
+REPO = Path(__file__).resolve().parent.parent
 
 RSS = b"""<?xml version="1.0" encoding="utf-8"?>
 <rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/">
@@ -210,3 +218,231 @@ def test_best_text_prefers_the_longer_text() -> None:
 )
 def test_html_to_text(fragment: str, text: str) -> None:
     assert html_to_text(fragment) == text
+
+
+# ----------------------------------------------------------------------------- hostile bodies
+
+SECRET_FEED = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Local secret</title>
+<item><title>secret entry</title><link>https://secret.example/1</link></item></channel></rss>
+"""
+
+
+def test_a_body_that_is_a_local_path_is_never_opened(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.xml"
+    secret.write_bytes(SECRET_FEED)
+    for body in (str(secret).encode(), b"file://" + str(secret).encode()):
+        parsed = parse_feed(body, "https://x.example/feed", "application/rss+xml")
+        assert parsed.entries == () and parsed.title == ""
+        assert parsed.is_feed is False and parsed.problem is not None
+
+
+def test_etc_passwd_as_a_body_is_just_text() -> None:
+    parsed = parse_feed(b"/etc/passwd", "https://x.example/feed", "application/rss+xml")
+    assert parsed.is_feed is False and parsed.entries == () and parsed.title == ""
+    assert parsed.problem is not None and "not well-formed" in parsed.problem
+
+
+def test_a_fifo_path_as_a_body_is_never_opened(tmp_path: Path) -> None:
+    """Opening a FIFO for reading blocks until a writer comes: the writer here only connects
+    (and serves a feed) if the parser opened the FIFO."""
+    fifo = tmp_path / "feed.fifo"
+    os.mkfifo(fifo)
+    done = threading.Event()
+    connected: list[bool] = []
+
+    def writer() -> None:
+        while not done.is_set():
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO while nobody reads
+            except OSError:
+                done.wait(0.01)
+                continue
+            connected.append(True)
+            os.write(fd, SECRET_FEED)
+            os.close(fd)
+            return
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        parsed = parse_feed(str(fifo).encode(), "https://x.example/feed", "application/rss+xml")
+    finally:
+        done.set()
+        thread.join()
+    assert connected == []
+    assert parsed.entries == () and parsed.is_feed is False
+
+
+def test_a_url_as_a_body_is_never_fetched() -> None:
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(SECRET_FEED)))
+            self.end_headers()
+            self.wfile.write(SECRET_FEED)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/feed.xml"
+        parsed = parse_feed(url.encode(), "https://x.example/feed", "application/rss+xml")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+    assert hits == []
+    assert parsed.entries == ()
+
+
+DEV_ZERO = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # an old parser reading /dev/zero
+from ingest.feeds import parse_feed
+parsed = parse_feed(b"/dev/zero", "https://x.example/feed", "application/rss+xml")
+print(parsed.is_feed, len(parsed.entries))
+"""
+
+
+def test_dev_zero_as_a_body_is_never_read() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", DEV_ZERO], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "False 0"
+
+
+# ----------------------------------------------------------------------------- entities
+
+BILLION_LAUGHS_LINES = b"""<?xml version="1.0"?>
+<!DOCTYPE rss [
+<!ENTITY lol "lol">
+<!ENTITY lol1 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol2 "&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;&lol1;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+<!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+<!ENTITY lol5 "&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;&lol4;">
+<!ENTITY lol6 "&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;&lol5;">
+<!ENTITY lol7 "&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;&lol6;">
+<!ENTITY lol8 "&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;&lol7;">
+<!ENTITY lol9 "&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;&lol8;">
+]>
+<rss version="2.0"><channel><title>&lol9;</title>
+<item><title>&lol9;</title><link>https://x.example/1</link></item></channel></rss>
+"""
+# the same on one line: feedparser's DOCTYPE rewriting reads declarations at line starts only,
+# so these reach the XML parser unchanged
+BILLION_LAUGHS_ONE_LINE = (
+    b'<?xml version="1.0"?><!DOCTYPE rss ['
+    + b"".join(line for line in BILLION_LAUGHS_LINES.splitlines()[2:12])
+    + b']><rss version="2.0"><channel><title>&lol9;</title><item><title>&lol9;</title>'
+    + b"<link>https://x.example/1</link></item></channel></rss>"
+)
+
+
+def fallback_bomb(value_bytes: int = 10_000, references: int = 10_000) -> bytes:
+    """A malformed 40 KB feed whose title expands to value_bytes * references (100 MB) in
+    feedparser's fallback parser: one large entity, referenced many times."""
+    return (
+        b'<?xml version="1.0" encoding="utf-8"?>\n<!DOCTYPE rss [\n<!ENTITY a "'
+        + b"x" * value_bytes
+        + b'">\n]>\n<rss version="2.0"><channel><title>T</title>\n<item><title>'
+        + b"&a;" * references
+        + b"</title><link>https://x.example/1</link>\n"  # never closed: the fallback parser
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        pytest.param(BILLION_LAUGHS_LINES, "more than 1000000 bytes", id="billion-laughs"),
+        pytest.param(BILLION_LAUGHS_ONE_LINE, "more than 1000000 bytes", id="one-line"),
+        pytest.param(fallback_bomb(), "more than 1000000 bytes", id="fallback-parser"),
+        pytest.param(
+            b'<?xml version="1.0"?>\n<!DOCTYPE rss [\n<!ENTITY % p "<!ENTITY a \'x\'>">\n]><rss/>',
+            "cannot be bounded",
+            id="parameter-entity",
+        ),
+        pytest.param(
+            b'<?xml version="1.0"?>\n<!DOCTYPE rss [\n<!ENTITY a unquoted>\n]><rss/>',
+            "in a form whose expansion cannot be bounded",
+            id="unreadable-declaration",
+        ),
+        pytest.param(
+            b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY a "&b;"><!ENTITY b "&a;">]>'
+            b"<rss><channel><title>&a;</title></channel></rss>",
+            "refers to itself",
+            id="recursive",
+        ),
+    ],
+)
+def test_entity_bombs_are_refused(body: bytes, problem: str) -> None:
+    parsed = parse_feed(body, "https://x.example/feed", "application/rss+xml")
+    assert parsed.is_feed is False and parsed.entries == ()
+    assert parsed.problem is not None and parsed.problem.startswith("feed refused")
+    assert problem in parsed.problem
+
+
+def test_external_entities_are_never_loaded() -> None:
+    body = b"""<?xml version="1.0"?>
+<!DOCTYPE rss [
+<!ENTITY a SYSTEM "file:///etc/passwd">
+<!ENTITY % lat1 PUBLIC "-//W3C//ENTITIES Latin 1 for XHTML//EN" "http://x.example/lat1.ent">
+]>
+<rss version="2.0"><channel><title>Feed &a;</title>
+<item><title>one</title><link>https://x.example/1</link></item></channel></rss>
+"""
+    parsed = parse_feed(body, "https://x.example/feed", "application/rss+xml")
+    assert [e.title for e in parsed.entries] == ["one"]
+    assert "root:" not in parsed.title
+
+
+def test_utf16_entity_bomb_is_refused() -> None:
+    body = fallback_bomb().decode().replace('encoding="utf-8"', 'encoding="utf-16"')
+    parsed = parse_feed(body.encode("utf-16"), "https://x.example/feed", "")
+    assert parsed.problem is not None and "more than 1000000 bytes" in parsed.problem
+
+
+def test_modest_entities_are_expanded() -> None:
+    body = b"""<?xml version="1.0"?>
+<!DOCTYPE rss [
+<!ENTITY nbsp "&#160;">
+<!ENTITY org "Indus Press Agency">
+]>
+<rss version="2.0"><channel><title>&org;</title>
+<item><title>From&nbsp;the &org; desk</title><link>https://x.example/1</link></item>
+</channel></rss>
+"""
+    parsed = parse_feed(body, "https://x.example/feed", "application/rss+xml")
+    assert parsed.problem is None and parsed.title == "Indus Press Agency"
+    assert parsed.entries[0].title == "From\u00a0the Indus Press Agency desk"
+    assert entity_expansion(body, {}) == 2 * (len("Indus Press Agency") - len("&org;"))
+
+
+MEASURE_BOMB = """
+import sys
+from ingest.feeds import parse_feed
+sys.path.insert(0, "tests")
+from test_feeds import fallback_bomb
+parsed = parse_feed(fallback_bomb(), "https://x.example/feed", "application/rss+xml")
+peak = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
+print(len(parsed.entries), max((len(e.title) for e in parsed.entries), default=0), peak)
+"""
+
+
+def test_the_fallback_parser_bomb_stays_within_a_modest_memory_bound() -> None:
+    """Peak memory of a fresh process that parses the 40 KB bomb: the 100 MB title is never
+    built (it was, and took the process past 300 MB)."""
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURE_BOMB], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    entries, longest_title, peak_kib = (int(v) for v in result.stdout.split())
+    assert (entries, longest_title) == (0, 0)
+    assert peak_kib < 150 * 1024

@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 import gzip
-import io
+import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import urllib3
 
 from ingest.config import FetchSettings
-from ingest.http import Fetcher, FetchRequest, FetchResult, all_transient_failures
+from ingest.http import (
+    FetchCancelled,
+    Fetcher,
+    FetchRequest,
+    FetchResult,
+    HostHolds,
+    all_transient_failures,
+)
 from simulator import OutletSimulator, load_corpus
+from simulator.network import PUBLIC_ADDRESS, SimulatedNetwork
 
 ETAG = '"v1"'
 LAST_MODIFIED = "Wed, 01 Jan 2025 00:00:00 GMT"
@@ -32,6 +40,8 @@ class ServerState:
     headers: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
+    sent: Counter[str] = field(default_factory=Counter)  # body bytes written per path
+    stopping: threading.Event = field(default_factory=threading.Event)  # wakes hanging handlers
 
     def headers_for(self, path: str) -> list[dict[str, str]]:
         with self.lock:
@@ -79,10 +89,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
 
+    def _drip(self, path: str, size: int, interval: float) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        self.wfile.flush()
+        for _ in range(size):
+            if self.server.state.stopping.wait(interval):
+                return
+            self.wfile.write(b"d")
+            self.wfile.flush()
+            with self.server.state.lock:
+                self.server.state.sent[path] += 1
+
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         state = self.server.state
         parts = urlsplit(self.path)
-        path, query = parts.path, parse_qs(parts.query)
+        path, query = parts.path, parse_qs(parts.query, keep_blank_values=True)
         with state.lock:
             state.hits[path] += 1
             hits = state.hits[path]
@@ -163,6 +187,33 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(307, headers={"Location": "file:///etc/passwd"})
         elif head == "no-location":
             self._reply(302)
+        elif head == "hang":  # never answers (until the server stops)
+            self.server.state.stopping.wait(60)
+        elif head == "drip":  # /drip/<n>[/<any>]?i=<seconds>: n body bytes, one per interval
+            self._drip(path, int(segments[1]), float(query["i"][0]))
+        elif head == "slow-headers":  # the status line, then a header byte per interval
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            for _ in range(200):
+                if self.server.state.stopping.wait(float(query["i"][0])):
+                    return
+                self.wfile.write(b"X")
+                self.wfile.flush()
+        elif head == "too-many":  # /too-many?s=<status>&ra=<Retry-After value>
+            status = int(query.get("s", ["429"])[0])
+            self._reply(status, b"slow down", {"Retry-After": query["ra"][0]})
+        elif head == "to-internal":  # to the service on loopback, same port as the URL's
+            port = self.headers["Host"].rsplit(":", 1)[1]
+            self._reply(302, headers={"Location": f"http://127.0.0.1:{port}/secret"})
+        elif head == "to-internal-name":
+            port = self.headers["Host"].rsplit(":", 1)[1]
+            self._reply(302, headers={"Location": f"http://internal.example:{port}/secret"})
+        elif head == "to-metadata":
+            self._reply(302, headers={"Location": "http://169.254.169.254/latest/"})
+        elif head == "to-public":  # /to-public/<n>: n absolute hops on the same public name
+            host = self.headers["Host"]
+            left = int(segments[1])
+            target = f"/to-public/{left - 1}" if left > 1 else "/redirect/0"
+            self._reply(302, headers={"Location": f"http://{host}{target}"})
         else:
             self._reply(404, b"not found")
 
@@ -178,6 +229,14 @@ class LocalServer:
 
 @pytest.fixture
 def server() -> Iterator[LocalServer]:
+    httpd, thread, local = _start_server()
+    try:
+        yield local
+    finally:
+        _stop_server(httpd, thread)
+
+
+def _start_server() -> tuple[_Server, threading.Thread, LocalServer]:
     httpd = _Server(("127.0.0.1", 0), _Handler)
     httpd.state = ServerState()
     thread = threading.Thread(
@@ -185,12 +244,14 @@ def server() -> Iterator[LocalServer]:
     )
     thread.start()
     host, port = httpd.server_address[:2]
-    try:
-        yield LocalServer(f"http://{host}:{port}", httpd.state)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    return httpd, thread, LocalServer(f"http://{host}:{port}", httpd.state)
+
+
+def _stop_server(httpd: _Server, thread: threading.Thread) -> None:
+    httpd.state.stopping.set()
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=5)
 
 
 def settings(**changes: Any) -> FetchSettings:
@@ -199,6 +260,7 @@ def settings(**changes: Any) -> FetchSettings:
         "timeout_seconds": 2.0,
         "transient_retries": 0,
         "user_agent": "narratrace-tests/1.0 (+local)",
+        "per_host_rate": 0.0,
     }
     base.update(changes)
     return FetchSettings(**base)
@@ -415,34 +477,6 @@ def test_redirect_without_location_is_terminal(server: LocalServer, fetcher: Fet
     assert result.error_kind == "terminal"
 
 
-class _PublicSite(urllib3.PoolManager):
-    """Stands in for a public web site (the internet is not reachable here): every request is
-    answered with a redirect to the cloud metadata address, and no socket is opened."""
-
-    def __init__(self, seen: list[str]) -> None:
-        super().__init__()
-        self.seen = seen
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        self.seen.append(url)
-        return urllib3.HTTPResponse(
-            body=io.BytesIO(b""),
-            status=302,
-            headers={"Location": "http://169.254.169.254/latest/"},
-            preload_content=False,
-        )
-
-
-def test_redirect_to_private_address_is_refused_hop_by_hop() -> None:
-    seen: list[str] = []
-    with Fetcher(settings(allow_private_hosts=False), pool=_PublicSite(seen)) as fetcher:
-        result = fetcher.fetch(FetchRequest("http://93.184.216.34/feed.xml"))
-    assert seen == ["http://93.184.216.34/feed.xml"]
-    assert result.error_kind == "terminal"
-    assert result.error is not None and "169.254.169.254" in result.error
-    assert result.final_url == "http://169.254.169.254/latest/"
-
-
 # ----------------------------------------------------------------------------- address policy
 
 
@@ -460,6 +494,500 @@ def test_non_http_url_is_refused(fetcher: Fetcher) -> None:
     result = fetcher.fetch(FetchRequest("file:///etc/hostname"))
     assert result.error_kind == "terminal"
     assert result.error is not None and "non-http" in result.error
+
+
+@pytest.fixture
+def internal() -> Iterator[LocalServer]:
+    """A service on this machine that a fetch with allow_private_hosts = false must never
+    reach (think of a cloud metadata endpoint or an admin page)."""
+    httpd, thread, local = _start_server()
+    try:
+        yield local
+    finally:
+        _stop_server(httpd, thread)
+
+
+@dataclass
+class Internet:
+    """The stand-in internet of a test: `site` (a local server) plays a public web site at
+    PUBLIC:<internal port>, so that a URL naming the internal service's port reaches the site
+    when routed through a public address and the internal service only when dialled on
+    loopback."""
+
+    network: SimulatedNetwork
+    site: LocalServer
+    internal: LocalServer
+
+    @property
+    def port(self) -> int:
+        return int(urlsplit(self.internal.base_url).port or 0)
+
+    def url(self, host: str, path: str = "/ok") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+
+@pytest.fixture
+def internet(server: LocalServer, internal: LocalServer) -> Internet:
+    network = SimulatedNetwork()
+    port = int(urlsplit(internal.base_url).port or 0)
+    network.add_route(PUBLIC_ADDRESS, port, "127.0.0.1", int(urlsplit(server.base_url).port or 0))
+    network.add_name("www.public.example", [PUBLIC_ADDRESS])
+    network.add_name("internal.example", ["127.0.0.1"])
+    network.add_name("mixed.example", [PUBLIC_ADDRESS, "127.0.0.1"])
+    network.add_name("metadata.example", ["169.254.169.254"])
+    network.add_name("cgnat.example", ["100.64.0.7"])
+    network.add_name("v6.example", ["::ffff:127.0.0.1"])
+    network.add_name("rebind.example", [PUBLIC_ADDRESS], ["127.0.0.1"])
+    return Internet(network, server, internal)
+
+
+def public_fetcher(internet: Internet, **changes: Any) -> Fetcher:
+    return Fetcher(
+        settings(allow_private_hosts=False, **changes),
+        network=internet.network,
+        holds=HostHolds(),
+    )
+
+
+def test_a_public_name_is_fetched_through_its_checked_address(internet: Internet) -> None:
+    with public_fetcher(internet) as fetcher:
+        result = fetcher.fetch(FetchRequest(internet.url("www.public.example")))
+    assert result.ok and result.body == b"hello world"
+    assert result.address == PUBLIC_ADDRESS
+    (sent,) = internet.site.state.headers_for("/ok")
+    assert sent["host"] == f"www.public.example:{internet.port}"  # the name, not the address
+    assert sum(internet.internal.state.hits.values()) == 0
+
+
+# every form a URL can take to reach the internal service on this machine
+INTERNAL_FORMS = [
+    pytest.param("http://127.0.0.1:{port}/secret", "non-public address 127.0.0.1", id="loopback"),
+    pytest.param("http://localhost:{port}/secret", "loopback host localhost", id="localhost"),
+    pytest.param("http://app.localhost:{port}/secret", "loopback host", id="dot-localhost"),
+    pytest.param("http://0.0.0.0:{port}/secret", "non-public address 0.0.0.0", id="zero"),
+    pytest.param("http://0.1.2.3:{port}/secret", "non-public address", id="this-network"),
+    pytest.param("http://internal.example:{port}/secret", "127.0.0.1", id="name-to-loopback"),
+    pytest.param("http://mixed.example:{port}/secret", "127.0.0.1", id="one-answer-private"),
+    pytest.param("http://metadata.example:{port}/", "169.254.169.254", id="name-to-link-local"),
+    pytest.param("http://cgnat.example:{port}/", "100.64.0.7", id="name-to-cgnat"),
+    pytest.param("http://100.100.100.200:{port}/", "non-public", id="cgnat-metadata"),
+    pytest.param("http://v6.example:{port}/", "::ffff:7f00:1", id="name-to-mapped"),
+    pytest.param("http://[::1]:{port}/secret", "non-public address ::1", id="ipv6-loopback"),
+    pytest.param("http://[::ffff:127.0.0.1]:{port}/", "non-public", id="ipv4-mapped"),
+    pytest.param("http://[::ffff:7f00:1]:{port}/", "non-public", id="ipv4-mapped-hex"),
+    pytest.param("http://[::127.0.0.1]:{port}/", "non-public", id="ipv4-compatible"),
+    pytest.param("http://[64:ff9b::7f00:1]:{port}/", "non-public", id="nat64"),
+    pytest.param("http://[2002:7f00:1::]:{port}/", "non-public", id="6to4-of-loopback"),
+    pytest.param("http://[fe80::1]:{port}/", "non-public", id="ipv6-link-local"),
+    pytest.param("http://[fd00::1]:{port}/", "non-public", id="ipv6-unique-local"),
+    pytest.param("http://127.1:{port}/secret", "ambiguous numeric host", id="short-ipv4"),
+    pytest.param("http://2130706433:{port}/secret", "ambiguous numeric host", id="integer-ipv4"),
+    pytest.param("http://0x7f000001:{port}/secret", "ambiguous numeric host", id="hex-ipv4"),
+    pytest.param("http://0177.0.0.1:{port}/secret", "ambiguous numeric host", id="octal-ipv4"),
+    pytest.param("http://%31%32%37.0.0.1:{port}/", "not a plain name", id="percent-host"),
+    pytest.param(
+        "http://127.0.0.1:{port}\\@www.public.example/secret", "backslash", id="backslash-at"
+    ),
+    pytest.param("http://www.public.example@127.0.0.1:{port}/secret", "user info", id="userinfo"),
+    pytest.param("http://user:pw@www.public.example:{port}/", "user info", id="credentials"),
+    pytest.param("http://[::1%25lo]:{port}/", "not a plain name", id="zone-id"),
+    pytest.param("http://nowhere.example:{port}/", "does not resolve", id="unresolvable"),
+    pytest.param("http://www.public.example:{port}/to-internal", "127.0.0.1", id="redirect"),
+    pytest.param(
+        "http://www.public.example:{port}/to-internal-name", "127.0.0.1", id="redirect-by-name"
+    ),
+    pytest.param(
+        "http://www.public.example:{port}/to-metadata", "169.254.169.254", id="redirect-metadata"
+    ),
+]
+
+
+@pytest.mark.parametrize(("template", "reason"), INTERNAL_FORMS)
+def test_internal_service_is_never_reached(internet: Internet, template: str, reason: str) -> None:
+    url = template.format(port=internet.port)
+    with public_fetcher(internet) as fetcher:
+        result = fetcher.fetch(FetchRequest(url))
+    assert result.status is None and not result.ok
+    assert result.error is not None and reason in result.error
+    assert result.error_kind == "terminal"
+    assert sum(internet.internal.state.hits.values()) == 0
+
+
+def test_backslash_userinfo_bypass_is_refused_without_any_stand_in(internal: LocalServer) -> None:
+    """The parser differential that let a cycle store a loopback page: the check read the host
+    as allowed.example, the HTTP client connected to 127.0.0.1."""
+    port = urlsplit(internal.base_url).port
+    with Fetcher(settings(allow_private_hosts=False)) as fetcher:
+        result = fetcher.fetch(FetchRequest(f"http://127.0.0.1:{port}\\@allowed.example/ok"))
+    assert not result.ok and result.error_kind == "terminal"
+    assert sum(internal.state.hits.values()) == 0
+
+
+def test_dns_rebinding_connects_to_the_checked_answer(internet: Internet) -> None:
+    """The first answer (public) is checked and connected to; a second lookup would answer
+    127.0.0.1, where the internal service listens on the same port."""
+    url = internet.url("rebind.example")
+    with public_fetcher(internet) as fetcher:
+        first = fetcher.fetch(FetchRequest(url))
+        assert internet.network.lookups["rebind.example"] == 1  # one lookup per request
+        second = fetcher.fetch(FetchRequest(url))  # the name now answers 127.0.0.1
+    assert first.ok and first.body == b"hello world" and first.address == PUBLIC_ADDRESS
+    assert internet.site.state.hits["/ok"] == 1
+    assert second.error is not None and "non-public address 127.0.0.1" in second.error
+    assert sum(internet.internal.state.hits.values()) == 0
+
+
+def test_redirect_hops_are_resolved_and_checked_again(internet: Internet) -> None:
+    with public_fetcher(internet) as fetcher:
+        result = fetcher.fetch(FetchRequest(internet.url("www.public.example", "/to-public/2")))
+    assert result.ok and result.body == b"arrived"
+    assert result.final_url == internet.url("www.public.example", "/redirect/0")
+    assert internet.network.lookups["www.public.example"] == 3  # every hop looked up
+
+
+def test_private_hosts_allowed_still_refuse_parser_tricks(internal: LocalServer) -> None:
+    port = urlsplit(internal.base_url).port
+    with Fetcher(settings(allow_private_hosts=True)) as fetcher:
+        for url in (
+            f"http://127.0.0.1:{port}\\@x.example/ok",
+            f"http://x@127.0.0.1:{port}/ok",
+            f"http://2130706433:{port}/ok",
+        ):
+            assert fetcher.fetch(FetchRequest(url)).error_kind == "terminal"
+        assert fetcher.fetch(FetchRequest(f"http://127.0.0.1:{port}/ok")).ok  # allowed
+    assert internal.state.hits == Counter({"/ok": 1})
+
+
+def _certificates(tmp_path: Path, name: str) -> tuple[Path, Path, Path]:
+    """A test CA (its certificate file) and a server certificate and key for `name`."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.now(UTC)
+
+    def build(subject: str, key: Any, issuer: str, signer: Any, ca: bool) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if ca:
+            builder = builder.add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+        else:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName(subject)]), critical=False
+            )
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = build("narratrace test CA", ca_key, "narratrace test CA", ca_key, True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = build(name, key, "narratrace test CA", ca_key, False)
+    paths = tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+def test_tls_is_pinned_to_the_address_and_verified_against_the_name(
+    tmp_path: Path, internet: Internet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ssl
+
+    ca, cert, key = _certificates(tmp_path, "secure.example")
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))  # the only trusted CA for this test
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    names: list[str | None] = []
+    context.sni_callback = lambda sock, name, ctx: names.append(name)  # type: ignore[assignment]
+    httpd = _Server(("127.0.0.1", 0), _Handler)
+    httpd.state = ServerState()
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        tls_port = httpd.server_address[1]
+        internet.network.add_route(PUBLIC_ADDRESS, 8443, "127.0.0.1", tls_port)
+        internet.network.add_name("secure.example", [PUBLIC_ADDRESS])
+        internet.network.add_name("impostor.example", [PUBLIC_ADDRESS])
+        with public_fetcher(internet) as fetcher:
+            good = fetcher.fetch(FetchRequest("https://secure.example:8443/ok"))
+            wrong = fetcher.fetch(FetchRequest("https://impostor.example:8443/ok"))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+    assert good.ok and good.body == b"hello world" and good.address == PUBLIC_ADDRESS
+    assert names[0] == "secure.example"  # SNI carries the name, not the address
+    assert httpd.state.headers_for("/ok")[0]["host"] == "secure.example:8443"
+    assert not wrong.ok and wrong.error is not None
+    assert "'impostor.example' doesn't match" in wrong.error  # checked against the name
+    assert httpd.state.hits["/ok"] == 1  # the impostor never got a request through
+
+
+# ----------------------------------------------------------------------------- deadlines
+
+
+def test_deadline_cuts_a_body_sent_one_byte_at_a_time(server: LocalServer) -> None:
+    """Each byte arrives well within the socket timeout; the whole body would take 60 s."""
+    with Fetcher(settings(timeout_seconds=5.0, page_deadline_seconds=1.0)) as fetcher:
+        result = fetcher.fetch(FetchRequest(server.url("/drip/300?i=0.2")))
+    assert result.error == "deadline exceeded: no complete answer within 1 s"
+    assert result.error_kind == "transient" and result.body == b""
+    # the connection was cut: the server managed to write about deadline / interval bytes
+    assert 0 < server.state.sent["/drip/300"] <= 10
+
+
+def test_deadline_cuts_headers_sent_one_byte_at_a_time(server: LocalServer) -> None:
+    with Fetcher(settings(timeout_seconds=5.0, page_deadline_seconds=1.0)) as fetcher:
+        result = fetcher.fetch(FetchRequest(server.url("/slow-headers?i=0.2")))
+    assert result.status is None
+    assert result.error is not None and result.error.startswith("deadline exceeded")
+
+
+def test_feed_deadline_is_given_per_call(server: LocalServer) -> None:
+    with Fetcher(settings(timeout_seconds=5.0, page_deadline_seconds=30.0)) as fetcher:
+        result = fetcher.fetch(FetchRequest(server.url("/drip/300?i=0.2")), deadline=0.6)
+    assert result.error == "deadline exceeded: no complete answer within 0.6 s"
+    assert server.state.sent["/drip/300"] <= 6
+
+
+def test_deadline_bounds_retries_and_backoff(server: LocalServer) -> None:
+    """Ten retries are allowed, but waits of 0.4 s, 0.8 s, ... leave room for two or three
+    attempts within one second (without backoff all eleven would fit)."""
+    with Fetcher(
+        settings(transient_retries=10, retry_backoff_seconds=0.4, page_deadline_seconds=1.0)
+    ) as fetcher:
+        result = fetcher.fetch(FetchRequest(server.url("/status/503")))
+    assert result.error == "HTTP 503" and result.error_kind == "transient"
+    assert 2 <= server.state.hits["/status/503"] <= 3
+    assert result.attempts == server.state.hits["/status/503"]
+
+
+def test_a_hanging_host_costs_at_most_its_budget(server: LocalServer) -> None:
+    other_httpd, other_thread, other = _start_server()
+    requests = [FetchRequest(server.url(f"/hang/{i}")) for i in range(12)]
+    requests += [FetchRequest(other.url(f"/ok/{i}")) for i in range(3)]
+    try:
+        with Fetcher(
+            settings(
+                per_host_concurrency=2,
+                page_deadline_seconds=0.5,
+                host_budget_seconds=1.0,
+                transient_retries=2,
+            )
+        ) as fetcher:
+            results = fetcher.fetch_many(requests)
+    finally:
+        _stop_server(other_httpd, other_thread)
+    hung = sum(v for k, v in server.state.hits.items() if k.startswith("/hang/"))
+    # budget / deadline = 2 requests spend the budget (3 when the time charged, from the slot on,
+    # falls short of the deadlines), plus the one the other slot had running
+    assert 2 <= hung <= 4
+    errors = [r.error or "" for r in results[:12]]
+    assert sum(e.startswith("deadline exceeded") for e in errors) == hung
+    spent = [e for e in errors if "has used its budget of 1 s" in e]
+    assert len(spent) == 12 - hung
+    assert all(r.error_kind == "transient" for r in results[:12])
+    assert all(r.ok for r in results[12:])  # another host is not charged
+
+
+# ----------------------------------------------------------------------------- politeness
+
+
+def test_retry_after_seconds_is_reported_and_honoured(server: LocalServer) -> None:
+    holds = HostHolds()
+    with Fetcher(settings(transient_retries=3), holds=holds) as fetcher:
+        first = fetcher.fetch(FetchRequest(server.url("/too-many?ra=120")))
+        again = fetcher.fetch(FetchRequest(server.url("/ok")))
+    assert first.status == 429 and first.retry_after == 120.0
+    assert first.error == "HTTP 429 (Retry-After 120 s)"
+    assert first.attempts == 1  # a wait beyond max_retry_after_wait_seconds is not taken in line
+    assert again.status is None and again.error_kind == "transient"
+    assert again.error is not None and "asked to wait 120 s more (Retry-After)" in again.error
+    assert again.retry_after is not None and 119 < again.retry_after <= 120
+    assert server.state.hits["/ok"] == 0  # not contacted in the window
+    with Fetcher(settings(), holds=holds) as later:  # a later cycle in the same process
+        assert later.fetch(FetchRequest(server.url("/ok"))).error_kind == "transient"
+    assert server.state.hits["/ok"] == 0
+
+
+def test_retry_after_http_date(server: LocalServer) -> None:
+    from email.utils import format_datetime
+    from urllib.parse import quote
+
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=300), usegmt=True)
+    with Fetcher(settings(), holds=HostHolds()) as fetcher:
+        result = fetcher.fetch(FetchRequest(server.url(f"/too-many?s=503&ra={quote(when)}")))
+    assert result.status == 503
+    assert result.retry_after is not None and 290 <= result.retry_after <= 300
+
+
+@pytest.mark.parametrize("value", ["soon", "-5", ""])
+def test_unreadable_retry_after_is_ignored(server: LocalServer, value: str) -> None:
+    with Fetcher(settings(), holds=HostHolds()) as fetcher:
+        first = fetcher.fetch(FetchRequest(server.url(f"/too-many?ra={value}")))
+        second = fetcher.fetch(FetchRequest(server.url("/ok")))
+    assert first.status == 429 and first.retry_after is None
+    assert second.ok
+
+
+def test_a_short_retry_after_is_waited_for_in_line(server: LocalServer) -> None:
+    """/flaky/1 answers 503 with Retry-After: 1 once, then 200."""
+    with Fetcher(
+        settings(transient_retries=1, max_retry_after_wait_seconds=2.0), holds=HostHolds()
+    ) as fetcher:
+        result = fetcher.fetch(FetchRequest(server.url("/flaky/1")))
+        after = fetcher.fetch(FetchRequest(server.url("/ok")))
+    assert result.ok and result.attempts == 2
+    assert after.ok  # the hold had passed
+
+
+def test_retry_after_holds_only_that_host(server: LocalServer) -> None:
+    other_httpd, other_thread, other = _start_server()
+    try:
+        with Fetcher(settings(), holds=HostHolds()) as fetcher:
+            fetcher.fetch(FetchRequest(server.url("/too-many?ra=600")))
+            assert fetcher.fetch(FetchRequest(other.url("/ok"))).ok
+    finally:
+        _stop_server(other_httpd, other_thread)
+
+
+def test_per_host_rate_spaces_requests(server: LocalServer) -> None:
+    """Five requests a second to one host: of twenty requests with a one-second deadline, only
+    the ones whose turn comes within that second are sent; the rest fail without a request."""
+    requests = [FetchRequest(server.url(f"/ok/{i}")) for i in range(20)]
+    with Fetcher(
+        settings(
+            per_host_rate=5.0,
+            per_host_concurrency=20,
+            total_concurrency=20,
+            page_deadline_seconds=1.0,
+        )
+    ) as fetcher:
+        results = fetcher.fetch_many(requests)
+    sent = sum(server.state.hits.values())
+    assert 4 <= sent <= 6
+    assert 4 <= sum(r.ok for r in results) <= sent  # one sent at the last moment may time out
+    assert all(r.ok or (r.error or "").startswith("deadline exceeded") for r in results)
+    refused = [r for r in results if r.error and "request rate leaves no turn" in r.error]
+    assert len(refused) >= 20 - sent - 1  # one may instead run out of time on its turn
+
+
+# ----------------------------------------------------------------------------- stopping
+
+
+def _fetch_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if re.fullmatch(r"fetch[-_]\d+", t.name)]
+
+
+def _wait_for_hits(state: ServerState, prefix: str, count: int) -> None:
+    """Block until the server has received `count` requests under `prefix` (or 10 s)."""
+    for _ in range(1000):
+        with state.lock:
+            if sum(v for k, v in state.hits.items() if k.startswith(prefix)) >= count:
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"the server never saw {count} requests for {prefix}")
+
+
+def _cut_short(state: ServerState, paths: list[str], size: int) -> bool:
+    """True when none of the dripping bodies was sent to the end: the requests in flight
+    were cut, not waited out."""
+    with state.lock:
+        return all(state.sent[path] < size for path in paths)
+
+
+# each of these bodies takes 5 s to send, one byte every 0.05 s
+DRIPS = [f"/drip/100/{i}" for i in range(6)]
+
+
+def test_closing_the_iterator_ends_every_fetch_thread(server: LocalServer) -> None:
+    requests = [FetchRequest(server.url("/ok"))]
+    requests += [FetchRequest(server.url(f"{path}?i=0.05")) for path in DRIPS]
+    with Fetcher(settings(page_deadline_seconds=60.0, per_host_concurrency=8)) as fetcher:
+        batch = fetcher.fetch_iter(requests)
+        index, first = next(batch)
+        assert (index, first.ok) == (0, True)
+        _wait_for_hits(server.state, "/drip/", 6)  # all six in flight
+        batch.close()
+        assert _fetch_threads() == []
+        assert _cut_short(server.state, DRIPS, 100)
+    assert [t.name for t in threading.enumerate() if t.name == "fetcher-watchdog"] == []
+
+
+def test_keyboard_interrupt_in_the_consumer_ends_every_fetch_thread(server: LocalServer) -> None:
+    requests = [FetchRequest(server.url("/ok"))]
+    requests += [FetchRequest(server.url(f"{path}?i=0.05")) for path in DRIPS]
+    with Fetcher(settings(page_deadline_seconds=60.0, per_host_concurrency=8)) as fetcher:
+        with pytest.raises(KeyboardInterrupt):
+            for _index, _result in fetcher.fetch_iter(requests, buffer=1):
+                _wait_for_hits(server.state, "/drip/", 6)
+                raise KeyboardInterrupt
+        assert _fetch_threads() == []
+        assert _cut_short(server.state, DRIPS, 100)
+
+
+def test_a_cancel_event_stops_a_batch(server: LocalServer) -> None:
+    cancel = threading.Event()
+    paths = [f"/drip/100/{i}" for i in range(40)]
+    requests = [FetchRequest(server.url(f"{path}?i=0.05")) for path in paths]
+
+    def cancel_when_busy() -> None:
+        _wait_for_hits(server.state, "/drip/", 8)
+        cancel.set()
+
+    helper = threading.Thread(target=cancel_when_busy)
+    helper.start()
+    with Fetcher(settings(page_deadline_seconds=60.0, per_host_concurrency=8)) as fetcher:
+        with pytest.raises(FetchCancelled):
+            fetcher.fetch_many(requests, cancel=cancel)
+        assert _fetch_threads() == []
+        assert _cut_short(server.state, paths, 100)
+    helper.join()
+    assert sum(server.state.hits.values()) == 8  # nothing was started after the cancel
+
+
+def test_a_cancel_event_stops_a_single_fetch(server: LocalServer) -> None:
+    cancel = threading.Event()
+    helper = threading.Thread(
+        target=lambda: (_wait_for_hits(server.state, "/hang", 1), cancel.set())
+    )
+    helper.start()
+    with Fetcher(settings(page_deadline_seconds=60.0)) as fetcher:
+        result = fetcher.fetch(FetchRequest(server.url("/hang")), cancel=cancel)
+    helper.join()
+    assert result.error == "cancelled while the request was in flight"
+    assert result.error_kind == "transient"
 
 
 # ----------------------------------------------------------------------------- batches

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 import re
 import subprocess
 import sys
@@ -19,6 +20,8 @@ import feedparser
 import httpx
 import pytest
 
+from ingest.config import parse_outlets
+from ingest.feeds import parse_feed
 from simulator import (
     DEMO_ROOT,
     CorpusError,
@@ -26,6 +29,8 @@ from simulator import (
     OutletSimulator,
     load_corpus,
 )
+from simulator.faults import FAULT_NAMES, parse_faults
+from simulator.network import SimulatedNetwork
 from simulator.pages import CHROMES, render_article_page
 
 REPO = Path(__file__).resolve().parent.parent
@@ -982,7 +987,14 @@ def test_index_robots_home_and_unknown_paths(sim: OutletSimulator, corpus, clien
 def test_outlets_toml(sim: OutletSimulator, corpus: DemoCorpus) -> None:
     config = tomllib.loads(sim.outlets_toml(extra="[fetch]\ntimeout_seconds = 2"))
     assert config["allow_private_hosts"] is True
-    assert config["fetch"] == {"timeout_seconds": 2}
+    # the simulated outlets share one host: no per-host request rate unless asked for
+    assert config["fetch"] == {"timeout_seconds": 2, "per_host_rate": 0.0}
+    assert tomllib.loads(sim.outlets_toml())["fetch"] == {"per_host_rate": 0.0}
+    both = tomllib.loads(sim.outlets_toml(extra="[schedule]\nreport_cron = '0 1 * * *'"))
+    assert both["fetch"] == {"per_host_rate": 0.0} and both["schedule"]["report_cron"]
+    assert tomllib.loads(sim.outlets_toml(extra="[fetch]\nper_host_rate = 3.0"))["fetch"] == {
+        "per_host_rate": 3.0
+    }
     feeds = sim.feed_urls()
     assert [o["slug"] for o in config["outlets"]] == [o.slug for o in corpus.outlets]
     for table, outlet in zip(config["outlets"], corpus.outlets, strict=True):
@@ -1073,3 +1085,177 @@ def test_command_line_serves_corpus(corpus_root: Path) -> None:
         out, _ = process.communicate(timeout=10)
     assert process.returncode == 0
     assert out == ""  # nothing on stdout but the base URL
+
+
+# ----------------------------------------------------------------------------- fault outlets
+
+
+def test_parse_faults() -> None:
+    assert parse_faults("all") == FAULT_NAMES
+    assert parse_faults(" page-429 , feed-hang,page-429") == ("feed-hang", "page-429")
+    with pytest.raises(ValueError, match="unknown fault.*feed-typo"):
+        parse_faults("feed-hang,feed-typo")
+    with pytest.raises(ValueError, match="none given"):
+        parse_faults(" , ")
+
+
+@pytest.fixture
+def fault_sim(corpus: DemoCorpus):
+    with OutletSimulator(corpus, faults=FAULT_NAMES, hang_seconds=30) as simulator:
+        simulator.set_now(at_end_of_day(3))
+        yield simulator
+
+
+def test_fault_outlets_are_listed_and_each_has_its_own_address(fault_sim: OutletSimulator):
+    config = parse_outlets(tomllib.loads(fault_sim.outlets_toml()))
+    slugs = [o.outlet_id for o in config.outlets]
+    assert slugs[-len(FAULT_NAMES) :] == [f"fault-{name}" for name in FAULT_NAMES]
+    assert config.fetch.allow_private_hosts is True
+    hosts = {urlsplit(o.homepage).hostname for o in config.outlets[-len(FAULT_NAMES) :]}
+    assert len(hosts) == len(FAULT_NAMES) and "127.0.0.1" not in hosts
+    manifest_feeds = {e.url for e in fault_sim.manifest() if e.kind == "feed"}
+    assert manifest_feeds == {url for o in config.outlets for url in o.feeds}
+
+
+def test_manifest_covers_every_link_the_fault_feeds_give(fault_sim: OutletSimulator, client):
+    expected = {e.url: e for e in fault_sim.manifest()}
+    good = [
+        e for e in expected.values() if e.kind == "feed" and e.outcomes[0] in ("ok", "salvaged")
+    ]
+    assert {e.fault for e in good} >= {"feed-10k", "feed-dup-guids", "page-429", "page-internal"}
+    links: set[str] = set()
+    for feed in good:
+        parsed = parse_feed(client.get(feed.url).content, feed.url)
+        assert parsed.is_feed, feed.url
+        links |= {e.url for e in parsed.entries}
+    article_urls = {url for url, e in expected.items() if e.kind == "article"}
+    assert links <= article_urls
+    faulty = {
+        e.url
+        for e in expected.values()
+        if e.kind == "article" and e.fault.startswith(("page-", "feed-"))
+    }
+    assert faulty <= links  # no expectation for a link no feed gives
+    assert (
+        sum(1 for e in expected.values() if e.fault == "feed-10k" and e.kind == "article") == 10_000
+    )
+    internal = [e for e in expected.values() if e.fault == "page-internal"]
+    assert any("\\@" in e.url for e in internal) and any("@127.0.0.9" in e.url for e in internal)
+
+
+def test_fault_feeds_answer_304_when_asked_again(fault_sim: OutletSimulator, client) -> None:
+    for e in fault_sim.manifest():
+        if e.kind == "feed" and e.fault in ("feed-dup-guids", "feed-10k", "page-5xx"):
+            first = client.get(e.url)
+            assert first.status_code == 200 and first.headers["etag"]
+            again = client.get(e.url, headers={"If-None-Match": first.headers["etag"]})
+            assert again.status_code == 304, e.url
+
+
+def test_fault_behaviours_on_the_wire(fault_sim: OutletSimulator, client) -> None:
+    urls = {e.fault: e.url for e in fault_sim.manifest() if e.kind == "feed"}
+    assert client.get(urls["feed-5xx"]).status_code == 502
+    too_many = client.get(urls["feed-429"])
+    assert too_many.status_code == 429 and too_many.headers["retry-after"] == "3600"
+    loop = client.get(urls["feed-redirect-loop"], follow_redirects=False)
+    assert (
+        loop.status_code == 302
+        and loop.headers["location"] == urlsplit(urls["feed-redirect-loop"]).path
+    )
+    with client.stream("GET", urls["feed-gzip-bomb"]) as bomb:
+        assert bomb.headers["content-encoding"] == "gzip"
+        assert sum(len(part) for part in bomb.iter_raw()) < 300_000  # 200 MB inflated
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.get(urls["feed-truncated"])  # fewer bytes than its Content-Length
+    with pytest.raises(httpx.ReadTimeout):
+        client.get(urls["feed-drip"], timeout=httpx.Timeout(5.0, read=0.1))
+    with pytest.raises(httpx.ReadTimeout):
+        client.get(urls["feed-hang"], timeout=httpx.Timeout(5.0, read=0.3))
+    with client.stream("GET", urls["feed-huge"]) as huge:
+        assert "content-length" not in huge.headers
+        read = 0
+        for chunk in huge.iter_bytes():
+            read += len(chunk)
+            if read > 1_000_000:
+                break
+    path_bodies = [e.url for e in fault_sim.manifest() if e.fault == "feed-path-bodies"]
+    assert {client.get(u).content for u in path_bodies} == {
+        b"/etc/passwd",
+        b"/dev/zero",
+        b"file:///etc/passwd",
+        f"http://127.0.0.9:{urlsplit(fault_sim.base_url).port}/secret/feed".encode(),
+    }
+    assert fault_sim.stats.address_hits.get("127.0.0.9", 0) == 0
+
+
+def test_public_names_resolve_and_route_only_to_the_simulator(corpus: DemoCorpus) -> None:
+    with OutletSimulator(corpus, faults=("page-internal",), public_names=True) as simulator:
+        network = simulator.network()
+        port = urlsplit(simulator.base_url).port
+        assert simulator.base_url == f"http://news.sim.example:{port}"
+        assert tomllib.loads(simulator.outlets_toml())["allow_private_hosts"] is False
+        main = network.resolve("news.sim.example", 80)
+        assert main == ["93.184.216.1"] and network.route(main[0], port) == ("127.0.0.1", port)
+        assert network.resolve("rebind.faults.example", 80) == ["93.184.216.10"]
+        assert network.resolve("rebind.faults.example", 80) == ["127.0.0.9"]
+        with pytest.raises(ConnectionRefusedError):
+            network.route("93.184.216.1", port + 1)  # no route: nothing leaves the machine
+        with pytest.raises(OSError):
+            network.resolve("elsewhere.example", 80)
+        again = SimulatedNetwork.from_dict(network.to_dict())
+        assert again.routes == network.routes and again.names == network.names
+    with OutletSimulator(corpus) as plain, pytest.raises(RuntimeError):
+        plain.network()
+
+
+def test_command_line_with_faults_writes_outlets_and_manifest(
+    corpus_root: Path, tmp_path: Path
+) -> None:
+    outlets, manifest = tmp_path / "outlets.toml", tmp_path / "manifest.json"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "simulator",
+            "--port",
+            "0",
+            "--corpus",
+            str(corpus_root),
+            "--day-seconds",
+            "0",
+            "--faults",
+            "page-429,feed-dup-guids",
+            "--outlets-out",
+            str(outlets),
+            "--manifest",
+            str(manifest),
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        base_url = process.stdout.readline().strip()
+        config = parse_outlets(tomllib.loads(outlets.read_text()))
+        assert [o.outlet_id for o in config.outlets][-2:] == [
+            "fault-feed-dup-guids",
+            "fault-page-429",
+        ]
+        rows = json.loads(manifest.read_text())
+        assert {r["fault"] for r in rows} >= {"page-429", "feed-dup-guids"}
+        assert all(set(r) >= {"kind", "url", "outcomes", "reasons", "stored"} for r in rows)
+        assert httpx.get(base_url + "/fault-page-429/feed.xml", timeout=5).status_code == 200
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+    assert process.returncode == 0
+    bad = subprocess.run(
+        [sys.executable, "-m", "simulator", "--faults", "bogus"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "unknown fault(s) bogus" in bad.stderr
