@@ -738,6 +738,8 @@ def _on_signal(signum: int, frame: object) -> None:
 def _one_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     text = lines[0] if lines else ""
+    if "could not allocate" in text.lower() or "out of memory" in text.lower():
+        return f"DuckDB ran out of memory (try a larger --memory-limit): {text}"
     known = (ConfigError, StoreError, PublishError)
     return text if isinstance(exc, known) and text else f"{type(exc).__name__}: {text}"
 

@@ -7,6 +7,7 @@ the analysts' catalog at the `--db` path (`store.publish`), which readers never 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import deployment, flow_run
@@ -27,7 +29,7 @@ from ingest.extract import start_pool
 from ingest.http import Fetcher, Network
 from narratives.detect import SignedTexts
 from narratives.params import DEFAULT_PARAMS, DetectionParams
-from store.db import DEFAULT_MEMORY_LIMIT, Store
+from store.db import DEFAULT_MEMORY_LIMIT, Store, StoreError
 from store.publish import Publisher, StoreLayout, prepare_layout
 
 log = logging.getLogger(__name__)
@@ -229,8 +231,11 @@ def run_cycle(
                 _finish(store, run_id, "interrupted", counts, "stopped by a signal")
                 raise CycleInterrupted(str(exc)) from exc
             except BaseException as exc:
-                _finish(store, run_id, "failed", counts, _one_line(exc))
-                raise
+                explained = _explained(exc, layout)
+                _finish(store, run_id, "failed", counts, _one_line(explained))
+                if explained is exc:
+                    raise
+                raise explained from exc
             _finish(store, run_id, "completed", counts, None)
         started = time.perf_counter()
         try:
@@ -244,6 +249,26 @@ def run_cycle(
         store.close()
     rounded = {stage: round(value, 3) for stage, value in seconds.items()}
     return {"run_id": run_id, "as_of": as_of.isoformat(), **counts, "seconds": rounded}
+
+
+FULL_DISK_BYTES = 64 * 2**20  # less than this free beside the store, and writes that fail
+# are put down to a full disk
+
+
+def _explained(exc: BaseException, layout: StoreLayout) -> BaseException:
+    """A failed write says why when the disk is full (DuckDB says only what it could not
+    write)."""
+    if not isinstance(exc, OSError | duckdb.IOException):
+        return exc
+    try:
+        free = shutil.disk_usage(layout.data_dir).free
+    except OSError:
+        return exc
+    if free >= FULL_DISK_BYTES:
+        return exc
+    return StoreError(
+        f"the disk holding {layout.data_dir} is full ({free // 1024} KiB free): {_one_line(exc)}"
+    )
 
 
 def _one_line(exc: BaseException) -> str:

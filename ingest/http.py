@@ -102,8 +102,9 @@ class Network:
 
 
 class HostHolds:
-    """When each host (host:port) may be contacted again, from its Retry-After answers. One
-    instance serves the whole process (`HOST_HOLDS`), so a later cycle honours it too."""
+    """When each host (host:port) may be contacted again, from its Retry-After answers, within
+    one Fetcher's life (a cycle). Across cycles and processes the cycle records the answers in
+    the store (`host_backoff`) and leaves those hosts alone until then."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -124,9 +125,6 @@ class HostHolds:
                 del self._until[key]
                 return 0.0
             return left
-
-
-HOST_HOLDS = HostHolds()
 
 
 class TooLarge(Exception):
@@ -376,7 +374,7 @@ class _GiveUp(tenacity.stop.stop_base):
 class Fetcher:
     """Connection pools (one per host and address, least recently used dropped) plus the
     politeness rules and bounds; use as a context manager. `network` stands in for DNS and
-    routing (tests); `holds` replaces the process-wide Retry-After record."""
+    routing (tests); `holds` shares a Retry-After record between fetchers (default: its own)."""
 
     def __init__(
         self,
@@ -387,7 +385,7 @@ class Fetcher:
     ):
         self.settings = settings
         self._network = network or Network()
-        self._holds = holds if holds is not None else HOST_HOLDS
+        self._holds = holds if holds is not None else HostHolds()
         self._headers = {"User-Agent": settings.user_agent, "Accept-Encoding": "gzip, deflate"}
         bound = {"network": self._network}
         self._http_conn = type(

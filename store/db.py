@@ -189,14 +189,9 @@ class Store:
         for name, migration in MIGRATIONS:
             if name in done:
                 continue
-            self.sql("BEGIN TRANSACTION")
-            try:
+            with self.transaction():
                 migration(self.con)
                 self.sql("INSERT INTO schema_migrations VALUES (?, ?)", [name, datetime.now(UTC)])
-                self.sql("COMMIT")
-            except Exception:
-                self.sql("ROLLBACK")
-                raise
             applied.append(name)
             log.info("applied migration %s", name)
         return applied
@@ -824,4 +819,10 @@ class _Transaction:
         self.con.execute("BEGIN TRANSACTION")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.con.execute("ROLLBACK" if exc_type else "COMMIT")
+        if not exc_type:
+            self.con.execute("COMMIT")
+            return
+        try:
+            self.con.execute("ROLLBACK")
+        except duckdb.Error:  # DuckDB ended it itself (out of memory, I/O error): the
+            pass  # statement's own error, propagating now, is the one that says why

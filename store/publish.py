@@ -336,7 +336,10 @@ class Publisher:
             )
             self._sql("COMMIT")
         except BaseException:
-            self._sql("ROLLBACK")
+            try:
+                self._sql("ROLLBACK")
+            except duckdb.Error:  # already ended by DuckDB: the error propagating says why
+                pass
             raise
 
     def _write_catalog(self, seq: int, live: dict[str, list[str]]) -> Path:

@@ -65,8 +65,24 @@ def _marked_processes() -> list[tuple[int, str]]:
     return found
 
 
+_signal_received: int | None = None
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM stops the session as Ctrl-C does, so it ends its processes (below) first."""
+    global _signal_received
+    _signal_received = signum
+    raise KeyboardInterrupt
+
+
+signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 def pytest_sessionfinish(session, exitstatus):  # noqa: ANN001
-    """Fail the session if a process started by a test is still running at its end."""
+    """Fail the session if a process started by a test is still running at its end; a session
+    stopped by Ctrl-C or SIGTERM exits 130 or 143, as every command of the project does."""
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        session.exitstatus = 128 + (_signal_received or signal.SIGINT)
     if not Path("/proc/self/environ").exists():
         return
     if "ingest.extract" in sys.modules:  # this process's own extraction workers
@@ -90,7 +106,8 @@ def pytest_sessionfinish(session, exitstatus):  # noqa: ANN001
             f"processes started by tests were still running at the end (killed):\n{lines}",
             red=True,
         )
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if session.exitstatus not in (130, 143):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

@@ -6,13 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
 import tomllib
 from datetime import timedelta
 from importlib.metadata import version
@@ -435,71 +430,3 @@ def test_bad_input_gives_a_clear_error_not_a_traceback(tmp_path, own_prefect_hom
     assert no_once.returncode == 1 and "--once" in no_once.stderr
     bad_date = narratrace("report", "--date", "2025-02-30", "--db", str(bad), env=own_prefect_home)
     assert bad_date.returncode == 1 and "YYYY-MM-DD" in bad_date.stderr
-
-
-def test_serve_starts_a_local_server_runs_on_schedule_and_stops_cleanly(
-    simulator, tmp_path, own_prefect_home
-):
-    outlets = _outlets_file(simulator, tmp_path / "outlets.toml")
-    db = tmp_path / "served.duckdb"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "flows.cli",
-            "serve",
-            "--outlets",
-            str(outlets),
-            "--db",
-            str(db),
-            "--reports",
-            str(tmp_path / "reports"),
-            "--interval-minutes",
-            "0.25",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=own_prefect_home,
-        cwd=ROOT,
-    )
-    lines: list[str] = []
-    reader = threading.Thread(
-        target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True
-    )
-    reader.start()
-    api_port = None
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and _completed_runs(db) < 1:
-            assert process.poll() is None, "".join(lines)
-            time.sleep(1)
-        assert _completed_runs(db) >= 1, "no scheduled cycle completed:\n" + "".join(lines)
-        found = re.search(r"127\.0\.0\.1:(\d+)/api", "".join(lines))
-        assert found, "".join(lines)
-        api_port = int(found.group(1))
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-    assert process.returncode == 0
-    with socket.socket() as sock:  # the local Prefect server is gone too
-        assert sock.connect_ex(("127.0.0.1", api_port)) != 0
-
-
-def _completed_runs(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        con = duckdb.connect(str(db), read_only=True)
-    except duckdb.IOException:  # the served cycle holds the write lock right now
-        return 0
-    try:
-        return con.execute("SELECT count(*) FROM runs WHERE status = 'completed'").fetchall()[0][0]
-    except duckdb.CatalogException:
-        return 0
-    finally:
-        con.close()

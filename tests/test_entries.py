@@ -182,7 +182,8 @@ class Site:
 
 def _outlets(tmp_path: Path, sites: list[Site], extra: str = "") -> Path:
     concurrency = "" if "per_host_concurrency" in extra else "per_host_concurrency = 8"
-    lines = ["allow_private_hosts = true", "", "[fetch]", concurrency, extra]
+    rate = "" if "per_host_rate" in extra else "per_host_rate = 0  # one loopback host"
+    lines = ["allow_private_hosts = true", "", "[fetch]", concurrency, rate, extra]
     for number, site in enumerate(sites):
         lines += ["", "[[outlets]]", f'name = "Site {number}"', f'feeds = ["{site.feed}"]']
     path = tmp_path / "outlets.toml"

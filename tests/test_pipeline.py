@@ -18,6 +18,7 @@ import duckdb
 from flows.demo import cycle_times, report_days, run_demo
 from narratives.evaluation import score
 from simulator.corpus import DEMO_ROOT, load_corpus
+from store.publish import StoreLayout
 
 CORPUS = load_corpus(DEMO_ROOT)
 ROOT = Path(__file__).resolve().parent.parent
@@ -296,7 +297,9 @@ def _snapshot(db: Path) -> dict[str, object]:
         ),
         "members": _query(db, "SELECT article_id, cluster_id FROM cluster_members ORDER BY 1"),
         "clusters": _query(db, "SELECT cluster_id, status FROM clusters ORDER BY 1"),
-        "signatures": _query(db, "SELECT count(*) FROM signatures")[0][0],
-        "bands": _query(db, "SELECT count(*) FROM lsh_bands")[0][0],
+        "signatures": _query(StoreLayout.for_db(db).working, "SELECT count(*) FROM signatures")[0][
+            0
+        ],
+        "bands": _query(StoreLayout.for_db(db).working, "SELECT count(*) FROM lsh_bands")[0][0],
         "runs": _query(db, "SELECT count(*) FROM runs")[0][0],
     }
