@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -10,7 +11,8 @@ import signal
 import sys
 import threading
 import tomllib
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import date, timedelta
 from enum import StrEnum
 from importlib.metadata import version as package_version
@@ -27,7 +29,7 @@ from flows.prefect_env import apply_offline_defaults, stop_prefect_threads
 apply_offline_defaults()
 
 import flows.cycle  # noqa: E402
-from flows.cycle import cycle_flow, report_flow, run_cycle  # noqa: E402
+from flows.cycle import CycleInterrupted, cycle_flow, report_flow, run_cycle  # noqa: E402
 from ingest.config import (  # noqa: E402
     ConfigError,
     check_cron,
@@ -190,7 +192,7 @@ def run(
             "use `narratrace run --once` for one cycle, or `narratrace serve` for a schedule"
         )
     config = _load(outlets)
-    with _progress() as progress:
+    with _progress() as progress, _signal_noted():
         if no_prefect:
             import uuid
 
@@ -209,6 +211,19 @@ def run(
                 str(outlets), str(db), processes=processes, memory_limit=memory_limit
             )
     _print_summary(summary, db)
+
+
+@contextmanager
+def _signal_noted() -> Iterator[None]:
+    """Remember which signal stopped a cycle when Prefect's own handler took it (SIGTERM
+    inside a flow run), so that the command still exits 143."""
+    global _signal_received
+    try:
+        yield
+    except CycleInterrupted as exc:
+        if _signal_received is None and exc.signum is not None:
+            _signal_received = exc.signum
+        raise
 
 
 def _load(outlets: Path) -> Any:
@@ -329,9 +344,16 @@ def serve(
     (Prefect serve; a cycle still running when the next is due makes the next one skip).
     Uses PREFECT_API_URL when set; otherwise starts a local Prefect server on 127.0.0.1 and
     stops it on exit. Stop with Ctrl-C or SIGTERM."""
-    from prefect import serve as prefect_serve
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.runner import Runner
     from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    class ServeRunner(Runner):
+        """The runner `prefect.serve` uses, but SIGTERM stops it as Ctrl-C does, so that the
+        command exits 143 (Prefect's own handler exits 0)."""
+
+        def handle_sigterm(self, *args: object, **kwargs: object) -> None:
+            _on_signal(signal.SIGTERM, None)
 
     from flows.server import LocalPrefectServer, ServerError
 
@@ -397,7 +419,13 @@ def serve(
                 target=_first_cycle, args=("narratrace-cycle/cycle",), daemon=True
             )
             starter.start()
-            prefect_serve(cycle, daily, print_starting_message=False)  # type: ignore[arg-type]
+            runner = ServeRunner()
+            for deployment in (cycle, daily):
+                runner.add_deployment(deployment)  # type: ignore[arg-type]
+            try:
+                asyncio.run(runner.start())
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: main() says which and exits 130/143
+                pass
     finally:
         if server is not None:
             console.print("stopping the local Prefect server ...")
