@@ -3,7 +3,7 @@ longest dense run of shared shingles for passages quoted inside other texts."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -54,6 +54,8 @@ class PairStats:
     run: int  # shared shingles in the best dense run of the new text
     first: int  # first shingle position of that run in the new text
     last: int  # last shingle position (inclusive)
+    whole_run: int = -1  # the best run before lone shared lines are left out (-1: the same)
+    whole_span: tuple[int, int] = (0, -1)  # its first and last shingle positions
 
 
 def unlearned_house_lines(
@@ -130,8 +132,58 @@ def pair_stats(new: Signed, other: Signed, params: DetectionParams) -> PairStats
     if keep_new is not None:
         mask &= keep_new
     run, first, last = best_run(mask, params.passage_max_gap)
+    whole_run, whole_span = run, (first, last)
+    if run >= params.quote_min_shared:
+        lines = lone_shared_lines(new.tokens, other.tokens, params)
+        if lines:
+            mask &= _kept_shingles(new, lines, params.shingle_size)
+            run, first, last = best_run(mask, params.passage_max_gap)
+            if run == 0:
+                first, last = 0, -1
     return PairStats(
-        shared / union, shared / min(new_set.size, other_set.size), shared, run, first, last
+        shared / union,
+        shared / min(new_set.size, other_set.size),
+        shared,
+        run,
+        first,
+        last,
+        whole_run,
+        whole_span,
+    )
+
+
+def lone_shared_lines(new: Tokens, other: Tokens, params: DetectionParams) -> list[tuple[int, int]]:
+    """Word spans of `new`'s lone edge lines: a short paragraph (at most `chrome_max_words`
+    words) that opens or closes `new` and opens or closes `other` word for word, with no
+    neighbour shared as well. That is where a publisher's label line, a syndicated disclaimer
+    or a sign-off sits, and many unrelated texts carry one: alone it is no evidence of
+    copying. A quote sits inside the text that quotes it, or comes with more of its source."""
+    theirs_spans = other.paragraph_spans()
+    theirs = {other.words[s:e] for s, e in theirs_spans}
+    edges = {other.words[s:e] for s, e in (theirs_spans[:1] + theirs_spans[-1:])}
+    spans = new.paragraph_spans()
+    shared = [new.words[s:e] in theirs for s, e in spans]
+    lone = []
+    for i, (start, end) in enumerate(spans):
+        if i not in (0, len(spans) - 1) or end - start > params.chrome_max_words:
+            continue
+        if new.words[start:end] not in edges:
+            continue
+        if (i > 0 and shared[i - 1]) or (i + 1 < len(spans) and shared[i + 1]):
+            continue
+        lone.append((start, end))
+    return lone
+
+
+def _whole_quote(stats: PairStats, params: DetectionParams) -> bool:
+    """The shorter text is, nearly all of it, one dense run inside the other: a short text
+    (a teaser, a one-paragraph excerpt) quoting the other, or quoted whole by it."""
+    smaller = stats.shared / stats.containment
+    run = stats.run if stats.whole_run < 0 else stats.whole_run
+    return (
+        run >= params.quote_min_shared
+        and stats.containment >= params.quote_containment
+        and run >= params.quote_containment * smaller
     )
 
 
@@ -144,6 +196,11 @@ def compare(new: Signed, other: Signed, other_id: int, params: DetectionParams) 
         kind = "copy"
     elif stats.run >= params.passage_min_shared:
         kind = "passage"
+    elif _whole_quote(stats, params):
+        kind = "passage"
+        stats = replace(
+            stats, run=stats.whole_run, first=stats.whole_span[0], last=stats.whole_span[1]
+        )
     else:
         return None
     last_word = stats.last + params.shingle_size - 1

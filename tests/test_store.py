@@ -8,12 +8,12 @@ import textwrap
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
-import numpy as np
 import pyarrow as pa
 import pytest
 
 from flows.stages import NewEntry, _article_row, article_id_for
 from ingest.feeds import FeedEntry
+from narratives.detect import DetectionResult
 from store.db import FeedState, Store, StoreError
 from store.migrations import MIGRATIONS
 from store.queries import day_activity, merged_into, window_members
@@ -456,24 +456,22 @@ def test_chrome_keys_are_repeated_by_one_outlet_only(store):
     assert store.chrome_keys([], 3) == {}
 
 
-def _bands(rows: list[tuple[int, int, int]]) -> pa.Table:
+def _keys(rows: list[tuple[int, int]]) -> pa.Table:
     return pa.table(
         {
+            "key": pa.array([r[1] for r in rows], pa.uint64()),
             "article_id": pa.array([r[0] for r in rows], pa.int64()),
-            "passage_no": pa.array([0] * len(rows), pa.int16()),
-            "band": pa.array([r[1] for r in rows], pa.uint8()),
-            "band_hash": pa.array([r[2] for r in rows], pa.uint64()),
         }
     )
 
 
-def test_candidate_pairs_join_stored_and_batch_bands(store):
-    store._insert("lsh_bands", _bands([(1, 0, 10), (1, 1, 11), (2, 0, 10), (3, 5, 99)]))
-    new = _bands([(7, 0, 10), (7, 1, 11), (8, 1, 11), (8, 2, 2**64 - 1)])
+def test_candidate_pairs_join_stored_and_batch_keys(store):
+    store._insert("band_keys", _keys([(1, 10), (1, 11), (2, 10), (3, 99)]))
+    new = _keys([(7, 10), (7, 11), (8, 11), (8, 2**64 - 1)])
     pairs = store.candidate_pairs(new, max_per_article=10)
     assert sorted(pairs) == [(7, 1, 2), (7, 2, 1), (7, 8, 1), (8, 1, 1), (8, 7, 1)]
     assert sorted(store.candidate_pairs(new, max_per_article=1)) == [(7, 1, 2), (8, 1, 1)]
-    assert store.candidate_pairs(_bands([]), 10) == []
+    assert store.candidate_pairs(_keys([]), 10) == []
 
 
 def test_write_detection_merges_repoint_members_and_chains(store):
@@ -483,13 +481,12 @@ def test_write_detection_merges_repoint_members_and_chains(store):
 
     def write(article_ids, clusters, members, merges):
         n = len(article_ids)
-        store.write_detection(
+        result = DetectionResult(
             param_set_id="p",
             article_ids=article_ids,
-            minhashes=np.zeros((n, 128), np.uint32),
             shingle_counts=[5] * n,
             passage_counts=[1] * n,
-            bands=_bands([]),
+            keys=_keys([]),
             paragraphs=pa.Table.from_pylist([]),
             new_clusters=[
                 {
@@ -515,6 +512,7 @@ def test_write_detection_merges_repoint_members_and_chains(store):
                 for a, s, v in merges
             ],
         )
+        store.write_detection(result)
 
     write(
         ids[:2],

@@ -15,7 +15,7 @@ made by a word-bigram chain over the demo's unrelated articles, and a generated 
 rejected when it repeats more than six words in a row of any demo article: filler never carries
 a run of any article's text, so an embedding contains exactly the source it was given.
 
-    from bench.evalcorpus import generate
+    from evaluation.corpus import generate
     corpus = generate(seed=7, scale=1.0)
 """
 
@@ -420,10 +420,17 @@ def edit_reorder(paragraphs: list[str], grade: int, rng: random.Random) -> list[
     return shuffled
 
 
+STORY_WORDS = 20  # a paragraph shorter than this may be an outlet's tagline, not the story
+
+
 def edit_drop(paragraphs: list[str], grade: int, rng: random.Random) -> list[str]:
     keep = {1: 0.7, 2: 0.5, 3: 0.35}[grade]
     n = max(1, round(len(paragraphs) * keep))
     chosen = sorted(rng.sample(range(len(paragraphs)), n))
+    if all(len(paragraphs[i].split()) < STORY_WORDS for i in chosen):
+        # a copy keeps some of the story, not only the source outlet's tagline
+        longest = max(range(len(paragraphs)), key=lambda i: len(paragraphs[i].split()))
+        chosen = sorted({*chosen[1:], longest})
     return [paragraphs[i] for i in chosen]
 
 
