@@ -50,7 +50,18 @@ DISTRACTORS = (
     "near",  # every sentence opens with the source's first 3 / 5 / 7 words, then differs
     "near-demo",  # the demo's hand-written near-different articles (same event, other claim)
     "unrelated",  # demo unrelated articles kept out of the sources
+    "boilerplate",  # new stories sharing a label line on top / a disclaimer below / both
 )
+# lines a publisher puts on every piece of a series, carried by outlets that share its pieces
+BOILERPLATE_LINES = (
+    "This analysis is part of the Regional Security Monitor, an independent series on conflict "
+    "and governance in South Asia; the views expressed are the author's own.",
+    "Editor's note: figures in this report come from official statements and could not be "
+    "independently verified by our newsroom at the time of publication.",
+    "This article was produced under the Open Newsroom Partnership, which shares reporting "
+    "among member outlets; the partnership does not endorse the opinions of its contributors.",
+)
+BOILERPLATE_PER_GRADE = 24
 GRADES = (1, 2, 3)
 HARDEST_GRADE = 3
 
@@ -717,5 +728,31 @@ def generate(seed: int = 7, scale: float = 1.0, root: Path | str = DEMO_ROOT) ->
             0,
             None,
         )
+    # unrelated new stories sharing a publisher's label line (grade 1: on top), a disclaimer
+    # (2: at the bottom), or both (3), on outlets taken in turn: none belongs with another.
+    # Their own random source, so the items above stay as they were.
+    extra = random.Random(seed + 2)
+    boilerplate = Prose(
+        [a.text for a in demo.articles if a.edit == "unrelated"],
+        [a.text for a in demo.articles] + list(BOILERPLATE_LINES),
+        extra,
+    )
+    for grade in GRADES:
+        for n in range(BOILERPLATE_PER_GRADE):
+            label = BOILERPLATE_LINES[n % 2]
+            story = boilerplate.paragraphs(extra.randint(180, 320))
+            body = {1: [label, *story], 2: [*story, BOILERPLATE_LINES[2]]}.get(
+                grade, [label, *story, BOILERPLATE_LINES[2]]
+            )
+            add(
+                f"boilerplate-{grade}-{n:02d}",
+                outlets[(n + grade) % len(outlets)],
+                start + timedelta(days=n * 14 // BOILERPLATE_PER_GRADE) + hours(6, 22),
+                body,
+                None,
+                "boilerplate",
+                grade,
+                None,
+            )
     items.sort(key=lambda item: (item.first_seen, item.key))
     return EvalCorpus(seed, scale, start, outlets, tuple(items))

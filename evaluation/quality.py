@@ -363,7 +363,7 @@ def kind_rows(run: Run) -> list[tuple[str, int | None, int, Scores]]:
             continue
         for grade in sorted({a.grade for a in chosen}):
             group = [a for a in chosen if a.grade == grade]
-            if kind == "unrelated":
+            if kind in ("unrelated", "boilerplate"):
                 keys = [a.key for a in group] + sources
             else:
                 keys = [a.key for a in group] + sorted({a.source for a in group if a.source})
@@ -416,6 +416,11 @@ def promises(run: Run) -> dict[str, Any]:
     credited = {run.cluster[a.key] for a in run.articles if has_wire_credit(a.text)}
     out["marked_clusters_agree_with_python"] = marked == credited if run.syndicated else None
     near = [a for a in run.articles if a.kind in ("near", "near-demo")]
+    boiler = [a for a in run.articles if a.kind == "boilerplate"]
+    out["boilerplate_joined"] = (
+        sum(len(together[run.cluster[a.key]]) > 1 for a in boiler),
+        len(boiler),
+    )
     out["near_different_apart"] = (
         sum(run.cluster[a.key] != run.cluster[by_key[a.source or ""].key] for a in near),
         len(near),

@@ -509,3 +509,67 @@ def detect_batch(
         clusters_merged=len(result.merges),
     )
     return result, outcome
+
+
+# ----------------------------------------------------------------------------- reprocessing
+
+
+class ResignStore(Protocol):
+    """What re-signing needs of a store (store.db.Store is one)."""
+
+    def ensure_params(self, param_set_id: str, params: dict[str, Any]) -> None: ...
+
+    def count_to_resign(self, param_set_id: str) -> int: ...
+
+    def articles_to_resign(self, param_set_id: str, limit: int) -> list[StoredText]: ...
+
+    def chrome_keys(
+        self,
+        outlet_ids: Iterable[str],
+        min_articles: int,
+        pending: pa.Table | None = None,
+        of_articles: Iterable[int] | None = None,
+    ) -> dict[str, set[int]]: ...
+
+    def replace_signing(self, result: DetectionResult) -> None: ...
+
+
+def resign(
+    store: ResignStore,
+    params: DetectionParams,
+    batch_size: int = DETECT_BATCH,
+    progress: Any = None,
+) -> int:
+    """Sign again, from its stored text, every article signed with other parameters, and
+    replace its LSH keys and signature row; clusters, members and matches stay as they are (so
+    every cluster id survives). In batches, each written in one transaction: stopped, it
+    carries on where it was; run again, it finds nothing to do. `progress(done, total)` is
+    called after each batch. Returns the number of articles signed again."""
+    store.ensure_params(params.param_set_id, params.as_dict())
+    total = store.count_to_resign(params.param_set_id)
+    done = 0
+    while batch := store.articles_to_resign(params.param_set_id, batch_size):
+        chrome = store.chrome_keys(
+            {item.outlet_id for item in batch},
+            params.chrome_min_articles,
+            of_articles=[item.article_id for item in batch],
+        )
+        ids = [item.article_id for item in batch]
+        signed = [
+            sign_article(item.text, chrome[item.outlet_id], params, item.outlet_id)
+            for item in batch
+        ]
+        store.replace_signing(
+            DetectionResult(
+                param_set_id=params.param_set_id,
+                article_ids=ids,
+                shingle_counts=[int(s.signed.shingles.size) for s in signed],
+                passage_counts=[len(s.signed.passages) for s in signed],
+                keys=keys_table(ids, [s.keys for s in signed]),
+                paragraphs=PARAGRAPHS_SCHEMA.empty_table(),
+            )
+        )
+        done += len(batch)
+        if progress is not None:
+            progress(done, total)
+    return done

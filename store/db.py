@@ -706,6 +706,55 @@ class Store:
         )
         return {c: (_utc(created), int(founder)) for c, created, founder in rows}
 
+    def count_to_resign(self, param_set_id: str) -> int:
+        """Articles signed with other detection parameters."""
+        return int(
+            self.sql("SELECT count(*) FROM signatures WHERE param_set_id <> ?", [param_set_id])[0][
+                0
+            ]
+        )
+
+    def articles_to_resign(self, param_set_id: str, limit: int) -> list[StoredText]:
+        """Articles signed with other detection parameters, oldest first."""
+        rows = self.sql(
+            "SELECT a.article_id, a.outlet_id, a.text, a.first_seen_at, a.published_at "
+            "FROM articles a SEMI JOIN (SELECT article_id FROM signatures "
+            "WHERE param_set_id <> ?) s USING (article_id) "
+            "ORDER BY a.first_seen_at, a.published_at NULLS LAST, a.article_id LIMIT ?",
+            [param_set_id, int(limit)],
+        )
+        return [StoredText(*row) for row in rows]
+
+    def replace_signing(self, result: DetectionResult) -> None:
+        """New LSH keys and signature rows for articles signed before, in one transaction."""
+        ids = pa.table({"article_id": pa.array(result.article_ids, pa.int64())})
+        self.con.register("_resigned", ids)
+        try:
+            with self.transaction():
+                self.sql(
+                    "DELETE FROM band_keys WHERE article_id IN (SELECT article_id FROM _resigned)"
+                )
+                self._insert("band_keys", result.keys)
+                counts = pa.table(
+                    {
+                        "article_id": ids["article_id"],
+                        "shingle_count": pa.array(result.shingle_counts, pa.int32()),
+                        "passage_count": pa.array(result.passage_counts, pa.int32()),
+                    }
+                )
+                self.con.register("_resigned_counts", counts)
+                try:
+                    self.sql(
+                        "UPDATE signatures SET param_set_id = ?, shingle_count = c.shingle_count, "
+                        "passage_count = c.passage_count FROM _resigned_counts c "
+                        "WHERE signatures.article_id = c.article_id",
+                        [result.param_set_id],
+                    )
+                finally:
+                    self._unregister("_resigned_counts")
+        finally:
+            self._unregister("_resigned")
+
     def write_detection(self, result: DetectionResult) -> None:
         """Everything one detection pass decided, in one transaction: a crash leaves either
         all of it or none of it, and the next cycle redoes what is missing."""

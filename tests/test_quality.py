@@ -59,10 +59,12 @@ def test_the_generated_corpus_is_reproducible():
     assert first == again
     assert [i.text for i in first.items] != [i.text for i in other.items]
     kinds = {i.kind for i in first.items}
-    assert set(KINDS) <= kinds and {"near", "near-demo", "unrelated", "source"} <= kinds
+    assert (
+        set(KINDS) <= kinds and {"near", "near-demo", "unrelated", "source", "boilerplate"} <= kinds
+    )
     seen = {i.key: i.first_seen for i in first.items}
     for item in first.items:
-        if item.kind not in ("source", "near-demo", "unrelated", "near"):
+        if item.kind not in ("source", "near-demo", "unrelated", "near", "boilerplate"):
             assert item.first_seen > seen[item.source or ""]
         if item.kind == "recurrence":
             assert item.first_seen - seen[item.source or ""] >= timedelta(days=30)
