@@ -20,9 +20,10 @@ class DetectionParams:
     # Jaccard about 0.3, which needs short bands (docs/quality.md)
     bands: int = 42
     rows: int = 3
-    # LSH banding of every passage signature: a quoted passage is near-verbatim, so fewer and
-    # longer bands find it (the sweep in docs/quality.md chose these)
-    passage_bands: int = 24
+    # LSH banding of every passage signature: a quoted passage is near-verbatim, so fewer
+    # bands find it; 20 keeps the LSH data under 2 KB per article of the benchmark corpus
+    # (12.5 passages each) with recall 0.997 (the sweep in docs/performance.md chose these)
+    passage_bands: int = 20
     passage_rows: int = 3
     # passages: consecutive paragraphs merged until they hold at least this many words
     passage_min_words: int = 20
