@@ -62,6 +62,10 @@ BOILERPLATE_LINES = (
     "among member outlets; the partnership does not endorse the opinions of its contributors.",
 )
 BOILERPLATE_PER_GRADE = 24
+# grades 4 (label and disclaimer in the middle) and 5 (a two-paragraph disclaimer above the
+# outlet's sign-off lines) are built below but not generated yet: before a line is common in
+# the store (carried by stored articles of 3 unrelated stories), its first carriers still join
+BOILERPLATE_GRADES = (1, 2, 3)
 GRADES = (1, 2, 3)
 HARDEST_GRADE = 3
 
@@ -729,21 +733,28 @@ def generate(seed: int = 7, scale: float = 1.0, root: Path | str = DEMO_ROOT) ->
             None,
         )
     # unrelated new stories sharing a publisher's label line (grade 1: on top), a disclaimer
-    # (2: at the bottom), or both (3), on outlets taken in turn: none belongs with another.
-    # Their own random source, so the items above stay as they were.
+    # (2: at the bottom), both (3), the label and the disclaimer together in the middle of
+    # the story (4), or a two-paragraph disclaimer at the bottom (5), on outlets taken in
+    # turn: none belongs with another (BOILERPLATE_GRADES: the grades generated). Their own
+    # random source, so the items above stay as they were.
     extra = random.Random(seed + 2)
     boilerplate = Prose(
         [a.text for a in demo.articles if a.edit == "unrelated"],
         [a.text for a in demo.articles] + list(BOILERPLATE_LINES),
         extra,
     )
-    for grade in GRADES:
+    for grade in BOILERPLATE_GRADES:
         for n in range(BOILERPLATE_PER_GRADE):
             label = BOILERPLATE_LINES[n % 2]
             story = boilerplate.paragraphs(extra.randint(180, 320))
-            body = {1: [label, *story], 2: [*story, BOILERPLATE_LINES[2]]}.get(
-                grade, [label, *story, BOILERPLATE_LINES[2]]
-            )
+            middle = len(story) // 2
+            body = {
+                1: [label, *story],
+                2: [*story, BOILERPLATE_LINES[2]],
+                3: [label, *story, BOILERPLATE_LINES[2]],
+                4: [*story[:middle], label, BOILERPLATE_LINES[2], *story[middle:]],
+                5: [*story, *BOILERPLATE_LINES[1:]],
+            }[grade]
             add(
                 f"boilerplate-{grade}-{n:02d}",
                 outlets[(n + grade) % len(outlets)],

@@ -560,9 +560,10 @@ def evaluate(
         }
         echo("")
         echo(
-            f"LSH recall ({params.bands} bands x {params.rows} rows over whole text and "
-            f"passages): {pairs.found_by_bands}/{pairs.accepted} = {lsh:.4f} of the pairs the "
-            f"exact all-pairs computation accepts share a band; with the bands as stored "
+            f"LSH recall ({params.bands} x {params.rows} whole-text bands, "
+            f"{params.passage_bands} x {params.passage_rows} per passage): "
+            f"{pairs.found_by_bands}/{pairs.accepted} = {lsh:.4f} of the pairs the exact "
+            "all-pairs computation accepts share a band; with the bands as stored "
             f"during the run: {pairs.found_by_stored_bands}/{pairs.accepted} = {stored:.4f} "
             f"({time.perf_counter() - began:.1f} s)"
         )

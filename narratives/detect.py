@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections import ChainMap, OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -161,9 +162,11 @@ def verify_candidates(
     candidates: Sequence[tuple[int, int, int]],
     signed: Mapping[int, Signed],
     params: DetectionParams,
+    common: AbstractSet[int] = frozenset(),
 ) -> Verified:
     """Exact verification of candidate pairs. Within a batch only earlier articles count as
-    matches for later ones, so the result does not depend on batch boundaries."""
+    matches for later ones, so the result does not depend on batch boundaries. `common`: keys
+    of the lines the store sees in unrelated stories (left out of each comparison)."""
     rank = {article_id: i for i, article_id in enumerate(order)}
     matches: dict[int, list[Match]] = {}
     checked = 0
@@ -173,7 +176,7 @@ def verify_candidates(
         if new_id not in signed or other_id not in signed:
             continue
         checked += 1
-        match = compare(signed[new_id], signed[other_id], other_id, params)
+        match = compare(signed[new_id], signed[other_id], other_id, params, common)
         if match is not None:
             matches.setdefault(new_id, []).append(match)
     return Verified(matches, checked)
@@ -270,6 +273,10 @@ class DetectionStore(Protocol):
         of_articles: Iterable[int] | None = None,
     ) -> dict[str, set[int]]: ...
 
+    def common_paragraphs(
+        self, pending: pa.Table, min_stories: int, min_outlets: int
+    ) -> set[int]: ...
+
     def candidate_pairs(
         self, new_keys: pa.Table, max_per_article: int
     ) -> list[tuple[int, int, int]]: ...
@@ -334,6 +341,7 @@ def _verify_with_stored(
     params: DetectionParams,
     clock: StageClock,
     recent: SignedTexts,
+    common: AbstractSet[int] = frozenset(),
 ) -> Verified:
     """Verify the candidates in chunks, signing each stored text (those not in `signed`: the
     batch and the texts `recent` still holds) for the first chunk that needs it and dropping
@@ -357,7 +365,7 @@ def _verify_with_stored(
             cache[other] = sign_text(paragraphs, chrome, params, text.outlet_id, minhash=False)
             recent.put(other, cache[other], short_paragraph_keys(paragraphs), chrome)
         clock.lap("stored")
-        found = verify_candidates(ids, part, ChainMap(cache, signed), params)
+        found = verify_candidates(ids, part, ChainMap(cache, signed), params, common)
         for new_id, new_matches in found.matches.items():
             matches.setdefault(new_id, []).extend(new_matches)
         checked += found.pairs_checked
@@ -403,6 +411,10 @@ def detect_batch(
         pending=paragraphs,
         of_articles=[item.article_id for item in batch],
     )
+    # the batch's short paragraphs that unrelated stories of several outlets carry
+    common = store.common_paragraphs(
+        paragraphs, params.common_min_stories, params.common_min_outlets
+    )
     clock.lap("chrome")
     ids = [item.article_id for item in batch]
     signed_articles = {
@@ -435,7 +447,7 @@ def detect_batch(
     stored.update(store.texts(kept_outlets.keys() - kept.keys()))
     clock.lap("stored")
     verified = _verify_with_stored(
-        ids, candidates, {**kept, **signed}, stored, stored_chrome, params, clock, recent
+        ids, candidates, {**kept, **signed}, stored, stored_chrome, params, clock, recent, common
     )
     other_ids = {m.other_id for ms in verified.matches.values() for m in ms}
     membership = store.memberships(other_ids)

@@ -46,6 +46,13 @@ class DetectionParams:
     # the same outlet identically are left out of their comparison, unless they make up at
     # least this share of the shorter text (then it is the outlet telling a story again)
     house_lines_max_share: float = 0.75
+    # common lines: a short paragraph carried by stored articles of at least this many
+    # unrelated stories (distinct clusters) on at least this many outlets is no evidence of
+    # copying, wherever it sits in two texts (a
+    # publisher's label, a syndicated disclaimer, a stock quote): it is left out of their
+    # comparison like unlearned house lines (the same share limit)
+    common_min_stories: int = 3
+    common_min_outlets: int = 2
 
     def __post_init__(self) -> None:
         if self.scheme != "affine32":

@@ -3,9 +3,11 @@ longest dense run of shared shingles for passages quoted inside other texts."""
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass, replace
 
 import numpy as np
+import xxhash
 
 from narratives.params import DetectionParams
 from narratives.signatures import Signed
@@ -92,6 +94,41 @@ def unlearned_house_lines(
     return in_new, in_other
 
 
+def common_lines(
+    new: Tokens, other: Tokens, common: Set[int], params: DetectionParams
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Paragraph spans (in `new`, in `other`) of the short paragraphs both texts carry whose
+    keys are in `common`: lines the store has seen in unrelated articles of several outlets (a
+    publisher's label, a syndicated disclaimer, a stock quote), which are no evidence that one
+    text re-uses the other, wherever they sit. They are left out only while they are less than
+    `house_lines_max_share` of the shorter text (a text that is nearly all such lines is
+    compared whole)."""
+    if not common:
+        return [], []
+
+    def keyed(tokens: Tokens) -> dict[int, list[tuple[int, int]]]:
+        found: dict[int, list[tuple[int, int]]] = {}
+        for start, end in tokens.paragraph_spans():
+            if 0 < end - start <= params.chrome_max_words:
+                key = xxhash.xxh64_intdigest(" ".join(tokens.words[start:end]).encode()) >> 1
+                if key in common:
+                    found.setdefault(key, []).append((start, end))
+        return found
+
+    mine = keyed(new)
+    if not mine:
+        return [], []
+    theirs = keyed(other)
+    both = mine.keys() & theirs.keys()
+    in_new = sorted(span for key in both for span in mine[key])
+    in_other = sorted(span for key in both for span in theirs[key])
+    dropped = min(sum(e - s for s, e in in_new), sum(e - s for s, e in in_other))
+    shorter = min(len(new.words), len(other.words))
+    if not both or dropped >= params.house_lines_max_share * shorter:
+        return [], []
+    return in_new, in_other
+
+
 def _kept_shingles(signed: Signed, spans: list[tuple[int, int]], size: int) -> np.ndarray:
     """Which shingle positions touch none of the word spans."""
     keep = np.ones(signed.shingles.size, dtype=bool)
@@ -107,15 +144,20 @@ def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     return sorted_set[at] == values
 
 
-def pair_stats(new: Signed, other: Signed, params: DetectionParams) -> PairStats | None:
+def pair_stats(
+    new: Signed, other: Signed, params: DetectionParams, common: Set[int] = frozenset()
+) -> PairStats | None:
     """Whole-text Jaccard and containment, and the best dense run of `new`'s shingles found in
     `other`; None when they share no shingle. Unlearned house lines of one outlet (see
-    `unlearned_house_lines`) are left out of both texts."""
+    `unlearned_house_lines`) and the common lines both carry (`common_lines`, the paragraph
+    keys in `common`) are left out of both texts."""
     if new.shingles.size == 0 or other.shingles.size == 0:
         return None
     new_set, other_set = new.shingle_set, other.shingle_set
     keep_new: np.ndarray | None = None
     drop_new, drop_other = unlearned_house_lines(new.tokens, other.tokens, params)
+    common_new, common_other = common_lines(new.tokens, other.tokens, common, params)
+    drop_new, drop_other = drop_new + common_new, drop_other + common_other
     if drop_new:
         keep_new = _kept_shingles(new, drop_new, params.shingle_size)
         new_set = np.unique(new.shingles[keep_new])
@@ -187,9 +229,16 @@ def _whole_quote(stats: PairStats, params: DetectionParams) -> bool:
     )
 
 
-def compare(new: Signed, other: Signed, other_id: int, params: DetectionParams) -> Match | None:
-    """The verified match of `new` against `other`, or None when they share too little."""
-    stats = pair_stats(new, other, params)
+def compare(
+    new: Signed,
+    other: Signed,
+    other_id: int,
+    params: DetectionParams,
+    common: Set[int] = frozenset(),
+) -> Match | None:
+    """The verified match of `new` against `other`, or None when they share too little
+    (`common`: keys of the lines the store sees in unrelated articles, see `common_lines`)."""
+    stats = pair_stats(new, other, params, common)
     if stats is None:
         return None
     if stats.jaccard >= params.copy_jaccard and stats.shared >= params.copy_min_shared:

@@ -638,6 +638,45 @@ class Store:
             result[outlet].add(int(key))
         return result
 
+    def common_paragraphs(self, pending: pa.Table, min_stories: int, min_outlets: int) -> set[int]:
+        """Keys of the short paragraphs of `pending` (PARAGRAPHS_SCHEMA: the batch's rows, not
+        written yet) that stored articles of at least `min_stories` unrelated stories carry,
+        on at least `min_outlets` outlets (the batch's counted too). Stories are told apart by
+        cluster, so the paragraphs of one story re-posted by many outlets are not common (nor
+        are those of a story re-posted within the batch, not placed in clusters yet); a label
+        line or a disclaimer carried by unrelated stories is. The stored rows are found by a
+        semi-join of `outlet_paragraphs` against the batch's keys."""
+        if pending.num_rows == 0:
+            return set()
+        self.con.register("_common_arrow", pending)
+        try:
+            self.sql(
+                "CREATE OR REPLACE TEMP TABLE _common_pending AS "
+                "SELECT outlet_id, paragraph_key, article_id FROM _common_arrow"
+            )
+        finally:
+            self._unregister("_common_arrow")
+        try:
+            rows = self.sql(
+                """
+                WITH carriers AS (
+                    SELECT outlet_id, paragraph_key, article_id FROM outlet_paragraphs
+                    WHERE paragraph_key IN (SELECT paragraph_key FROM _common_pending)
+                    UNION
+                    SELECT outlet_id, paragraph_key, article_id FROM _common_pending
+                )
+                SELECT c.paragraph_key FROM carriers c
+                LEFT JOIN cluster_members m USING (article_id)
+                GROUP BY c.paragraph_key
+                HAVING count(DISTINCT m.cluster_id) >= ?
+                   AND count(DISTINCT c.outlet_id) >= ?
+                """,
+                [min_stories, min_outlets],
+            )
+        finally:
+            self.sql("DROP TABLE IF EXISTS _common_pending")
+        return {int(key) for (key,) in rows}
+
     def candidate_pairs(
         self, new_keys: pa.Table, max_per_article: int
     ) -> list[tuple[int, int, int]]:

@@ -456,6 +456,37 @@ def test_chrome_keys_are_repeated_by_one_outlet_only(store):
     assert store.chrome_keys([], 3) == {}
 
 
+def test_common_paragraphs_are_carried_by_unrelated_stories_of_several_outlets(store):
+    def rows(key, carriers):
+        return [{"outlet_id": o, "paragraph_key": key, "article_id": a} for o, a in carriers]
+
+    # 500 and 700: lines on two unrelated stored stories of two outlets; 600: one story
+    # re-posted by three outlets (one cluster)
+    store.record_paragraphs(
+        rows(500, [("river-times", 1), ("hill-post", 2)])
+        + rows(600, [("river-times", 4), ("hill-post", 5), ("coast-daily", 6)])
+        + rows(700, [("river-times", 7), ("hill-post", 8)])
+    )
+    store._insert(
+        "cluster_members",
+        [
+            {"article_id": a, "cluster_id": c, "joined_at": T0, "run_id": "r1"}
+            for a, c in [(1, "A"), (2, "B"), (4, "S"), (5, "S"), (6, "S"), (7, "C"), (8, "D")]
+        ],
+    )
+    pending = pa.Table.from_pylist(
+        rows(500, [("river-times", 3)])
+        + rows(600, [("river-times", 9)])
+        + rows(700, [("river-times", 12)])
+    )
+    assert store.common_paragraphs(pending, 2, 2) == {500, 700}
+    assert store.common_paragraphs(pending, 2, 3) == set()  # outlets: the batch's count too
+    pending = pa.concat_tables([pending, pa.Table.from_pylist(rows(700, [("coast-daily", 11)]))])
+    assert store.common_paragraphs(pending, 2, 3) == {700}
+    assert store.common_paragraphs(pending, 3, 2) == set()  # stories: stored ones only
+    assert store.common_paragraphs(pending.slice(0, 0), 3, 2) == set()
+
+
 def _keys(rows: list[tuple[int, int]]) -> pa.Table:
     return pa.table(
         {
