@@ -701,6 +701,29 @@ class ExportFormat(StrEnum):
 
 
 @app.command()
+def reprocess(
+    db: DbOpt = DEFAULT_DB,
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = 0,
+) -> None:
+    """Sign every stored article again with the current detection parameters, from its stored
+    text, and replace its LSH keys (after an upgrade that changed them, e.g. from a version
+    that kept a band index folder). In batches of 1,000, each in one transaction, with
+    progress shown: stopped, it carries on where it was; run again, it changes nothing.
+    Clusters and their ids stay as they are. Then the catalog is published again in full.
+    Run it while no cycle runs (the database takes one writer)."""
+    from flows.reprocess import reprocess_store
+
+    def show(done: int, total: int) -> None:
+        console.print(f"re-signed {done}/{total} articles", markup=False, highlight=False)
+
+    done = reprocess_store(db, progress=show)
+    console.print(
+        f"{done} articles signed again; catalog published at {db}", markup=False, highlight=False
+    )
+
+
+@app.command()
 def export(
     db: DbOpt = DEFAULT_DB,
     export_format: Annotated[

@@ -81,7 +81,7 @@ def poll_feeds_task(
     )
 
 
-@task(name="fetch-and-extract", cache_policy=NO_CACHE)
+@task(name="fetch-extract-store-and-detect", cache_policy=NO_CACHE)
 def fetch_and_extract_task(
     config: OutletsConfig,
     store: Store,
@@ -109,7 +109,7 @@ def fetch_and_extract_task(
     )
 
 
-@task(name="detect-narratives", cache_policy=NO_CACHE)
+@task(name="detect-last-batch", cache_policy=NO_CACHE)
 def detect_task(
     store: Store, run_id: str, as_of: datetime, params: DetectionParams, recent: SignedTexts
 ) -> stages.DetectOutcome:

@@ -377,6 +377,24 @@ def _006_publications(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _007_band_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """LSH keys as one table the candidate search semi-joins (`band_keys`: one row per distinct
+    key of an article, the band number mixed into the key), replacing `lsh_bands` and the
+    band index beside the database; stored MinHash arrays dropped (they are recomputed from
+    the text when needed). Articles signed before keep their signatures row with the old
+    `param_set_id` and have no keys until `narratrace reprocess` signs them again."""
+    con.execute(
+        """
+        DROP TABLE lsh_bands;
+        CREATE TABLE band_keys (
+            key        UBIGINT NOT NULL,
+            article_id BIGINT NOT NULL
+        );
+        ALTER TABLE signatures DROP COLUMN minhash;
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("001_initial", _001_initial),
     ("002_views", _002_views),
@@ -384,4 +402,5 @@ MIGRATIONS: list[Migration] = [
     ("004_unkeyed_growing_tables", _004_unkeyed_growing_tables),
     ("005_entries", _005_entries),
     ("006_publications", _006_publications),
+    ("007_band_keys", _007_band_keys),
 ]

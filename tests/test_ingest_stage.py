@@ -1,5 +1,6 @@
-"""The fetch-and-extract stage: articles stored in clustering order, and full batches detected
-while later pages are still being extracted, with the same clusters as detecting afterwards."""
+"""The fetch-extract-store-and-detect stage: articles stored in clustering order, and full
+batches detected while later pages are still being extracted, with the same clusters as
+detecting afterwards."""
 
 from __future__ import annotations
 
