@@ -32,7 +32,7 @@ from ingest.http import Fetcher, Network
 from narratives.detect import SignedTexts
 from narratives.params import DEFAULT_PARAMS, DetectionParams
 from store.db import DEFAULT_MEMORY_LIMIT, Store, StoreError
-from store.publish import Publisher, StoreLayout, prepare_layout
+from store.publish import Publisher, PublishError, StoreLayout, prepare_layout
 
 log = logging.getLogger(__name__)
 stop_prefect_threads_at_exit()
@@ -249,9 +249,14 @@ def run_cycle(
         try:
             calls.publish(store, layout, as_of)
         except BaseException as exc:
-            error = f"stored, but publishing failed: {_one_line(exc)}"
+            explained = _explained(exc, layout)
+            if explained is exc:
+                error = f"stored, but publishing failed: {_one_line(exc)}"
+                _finish(store, run_id, "failed", counts, error)
+                raise
+            error = f"stored, but publishing failed: {explained}"
             _finish(store, run_id, "failed", counts, error)
-            raise
+            raise StoreError(error) from exc
         seconds["publish"] = time.perf_counter() - started
     finally:
         store.close()
@@ -266,7 +271,8 @@ FULL_DISK_BYTES = 64 * 2**20  # less than this free beside the store, and writes
 def _explained(exc: BaseException, layout: StoreLayout) -> BaseException:
     """A failed write says why when the disk is full (DuckDB says only what it could not
     write)."""
-    if not isinstance(exc, OSError | duckdb.IOException):
+    cause = exc.__cause__ if isinstance(exc, PublishError) else exc
+    if not isinstance(cause, OSError | duckdb.IOException):
         return exc
     try:
         free = shutil.disk_usage(layout.data_dir).free

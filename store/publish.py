@@ -59,6 +59,7 @@ APPEND_TABLES = (
 # large tables whose rows change: each insert and update takes the next version (a sequence
 # in the working database); a publication writes the rows of the versions it has not
 # published, and the view keeps each key's latest version. table: (key, version column)
+ROW_GROUP_BYTES = "16MB"  # of a published Parquet file
 CHANGE_TABLES = {"entries": ("entry_id", "updated_seq")}
 # views of the working database re-created in the catalog (they read the names above)
 CONTRACT_VIEWS = (
@@ -301,7 +302,17 @@ class Publisher:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
         try:
-            self._sql(f"COPY ({query}) TO {_quote(partial)} (FORMAT parquet, COMPRESSION zstd)")
+            # row groups cut by size as well as rows: a row group is held in memory until it is
+            # written, and 122,880 article texts do not fit the store's memory cap (the byte
+            # cap applies only without insertion order, which the published views do not need)
+            self._sql("SET preserve_insertion_order = false")
+            try:
+                self._sql(
+                    f"COPY ({query}) TO {_quote(partial)} "
+                    f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE_BYTES '{ROW_GROUP_BYTES}')"
+                )
+            finally:
+                self._sql("RESET preserve_insertion_order")
             _fsync_file(partial)
             os.replace(partial, path)
         finally:
