@@ -58,6 +58,7 @@ class SignedTexts:
         self.capacity = capacity
         self.reused = 0  # signings handed out again
         self._items: OrderedDict[int, tuple[Signed, frozenset[int], frozenset[int]]] = OrderedDict()
+        self._offered: dict[int, tuple[Signed, frozenset[int], frozenset[int]]] = {}
 
     def __len__(self) -> int:
         return len(self._items)
@@ -77,6 +78,22 @@ class SignedTexts:
         self._items.move_to_end(article_id)
         while len(self._items) > self.capacity:
             self._items.popitem(last=False)
+
+    def offer(
+        self, article_id: int, signed: Signed, short_keys: Iterable[int], applied: Iterable[int]
+    ) -> None:
+        """A new article's full signing made elsewhere (a worker), with the short paragraph
+        keys of its text and the chrome keys it dropped; `take` hands it out once."""
+        self._offered[article_id] = (signed, frozenset(short_keys), frozenset(applied))
+
+    def take(self, article_id: int, chrome: set[int]) -> Signed | None:
+        """The offered signing of a new article if `chrome` drops the same paragraphs from
+        it as the chrome it was signed with (then it equals signing it here); else None."""
+        entry = self._offered.pop(article_id, None)
+        if entry is None:
+            return None
+        signed, keys, applied = entry
+        return signed if keys & chrome == applied else None
 
     def outlets(self, article_ids: Iterable[int]) -> dict[int, str]:
         """The outlet of each given article that is kept."""
