@@ -399,3 +399,28 @@ if __name__ == "__main__":  # print page sizes and a sample of extraction times
         f"trafilatura ms mean/median: {statistics.mean(times):.1f} {statistics.median(times):.1f}"
     )
     print("extracted / original words, first 5:", words[:5])
+
+
+# ----------------------------------------------------------------------------- disk
+
+
+def table_bytes(con: Any) -> dict[str, float]:
+    """Bytes each table of an open DuckDB database takes in its file: the blocks its column
+    segments sit in (`pragma_storage_info`), a block shared by several tables split evenly
+    between them. Checkpoint first: rows not yet checkpointed sit in the WAL, not in blocks."""
+    block_size = con.execute("SELECT block_size FROM pragma_database_size()").fetchone()[0]
+    tables = [row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
+    owners: dict[int, set[str]] = {}
+    for table in tables:
+        for block, extra in con.execute(
+            "SELECT block_id, additional_block_ids FROM pragma_storage_info(?) "
+            "WHERE persistent AND block_id >= 0",
+            [table],
+        ).fetchall():
+            for b in [block, *(extra or [])]:
+                owners.setdefault(int(b), set()).add(table)
+    sizes = dict.fromkeys(tables, 0.0)
+    for shared in owners.values():
+        for table in shared:
+            sizes[table] += block_size / len(shared)
+    return sizes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -10,7 +11,8 @@ import signal
 import sys
 import threading
 import tomllib
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import date, timedelta
 from enum import StrEnum
 from importlib.metadata import version as package_version
@@ -27,7 +29,7 @@ from flows.prefect_env import apply_offline_defaults, stop_prefect_threads
 apply_offline_defaults()
 
 import flows.cycle  # noqa: E402
-from flows.cycle import cycle_flow, report_flow, run_cycle  # noqa: E402
+from flows.cycle import CycleInterrupted, cycle_flow, report_flow, run_cycle  # noqa: E402
 from ingest.config import (  # noqa: E402
     ConfigError,
     check_cron,
@@ -202,7 +204,7 @@ def run(
         )
     config = _load(outlets)
     dask_scheduler = _scheduler(dask_scheduler)
-    with _progress() as progress:
+    with _progress() as progress, _signal_noted():
         if no_prefect:
             import uuid
 
@@ -235,6 +237,19 @@ def _scheduler(address: str | None) -> str | None:
         return check_scheduler(address)
     except ValueError as exc:
         raise _fail(f"--dask-scheduler: {exc}") from None
+
+
+@contextmanager
+def _signal_noted() -> Iterator[None]:
+    """Remember which signal stopped a cycle when Prefect's own handler took it (SIGTERM
+    inside a flow run), so that the command still exits 143."""
+    global _signal_received
+    try:
+        yield
+    except CycleInterrupted as exc:
+        if _signal_received is None and exc.signum is not None:
+            _signal_received = exc.signum
+        raise
 
 
 def _load(outlets: Path) -> Any:
@@ -356,9 +371,16 @@ def serve(
     (Prefect serve; a cycle still running when the next is due makes the next one skip).
     Uses PREFECT_API_URL when set; otherwise starts a local Prefect server on 127.0.0.1 and
     stops it on exit. Stop with Ctrl-C or SIGTERM."""
-    from prefect import serve as prefect_serve
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.runner import Runner
     from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    class ServeRunner(Runner):
+        """The runner `prefect.serve` uses, but SIGTERM stops it as Ctrl-C does, so that the
+        command exits 143 (Prefect's own handler exits 0)."""
+
+        def handle_sigterm(self, *args: object, **kwargs: object) -> None:
+            _on_signal(signal.SIGTERM, None)
 
     from flows.server import LocalPrefectServer, ServerError
 
@@ -426,7 +448,13 @@ def serve(
                 target=_first_cycle, args=("narratrace-cycle/cycle",), daemon=True
             )
             starter.start()
-            prefect_serve(cycle, daily, print_starting_message=False)  # type: ignore[arg-type]
+            runner = ServeRunner()
+            for deployment in (cycle, daily):
+                runner.add_deployment(deployment)  # type: ignore[arg-type]
+            try:
+                asyncio.run(runner.start())
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: main() says which and exits 130/143
+                pass
     finally:
         if server is not None:
             console.print("stopping the local Prefect server ...")
@@ -699,6 +727,29 @@ def _write_atomically(path: Path, text: str) -> None:
 class ExportFormat(StrEnum):
     parquet = "parquet"
     csv = "csv"
+
+
+@app.command()
+def reprocess(
+    db: DbOpt = DEFAULT_DB,
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = 0,
+) -> None:
+    """Sign every stored article again with the current detection parameters, from its stored
+    text, and replace its LSH keys (after an upgrade that changed them, e.g. from a version
+    that kept a band index folder). In batches of 1,000, each in one transaction, with
+    progress shown: stopped, it carries on where it was; run again, it changes nothing.
+    Clusters and their ids stay as they are. Then the catalog is published again in full.
+    Run it while no cycle runs (the database takes one writer)."""
+    from flows.reprocess import reprocess_store
+
+    def show(done: int, total: int) -> None:
+        console.print(f"re-signed {done}/{total} articles", markup=False, highlight=False)
+
+    done = reprocess_store(db, progress=show)
+    console.print(
+        f"{done} articles signed again; catalog published at {db}", markup=False, highlight=False
+    )
 
 
 @app.command()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import Any
 import duckdb
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import TerminationSignal
 from prefect.runtime import deployment, flow_run
 
 from flows import reporting, stages
@@ -38,7 +40,12 @@ stop_prefect_threads_at_exit()
 
 
 class CycleInterrupted(KeyboardInterrupt):
-    """The cycle was stopped by Ctrl-C or SIGTERM; what it stored so far is kept."""
+    """The cycle was stopped by Ctrl-C or SIGTERM; what it stored so far is kept. `signum` is
+    SIGTERM when Prefect's handler turned that signal into its TerminationSignal."""
+
+    def __init__(self, message: str = "", signum: int | None = None):
+        super().__init__(message)
+        self.signum = signum
 
 
 def _only_network_outages(task: Any, task_run: Any, state: Any) -> bool:
@@ -75,7 +82,7 @@ def poll_feeds_task(
     )
 
 
-@task(name="fetch-and-extract", cache_policy=NO_CACHE)
+@task(name="fetch-extract-store-and-detect", cache_policy=NO_CACHE)
 def fetch_and_extract_task(
     config: OutletsConfig,
     store: Store,
@@ -105,7 +112,7 @@ def fetch_and_extract_task(
     )
 
 
-@task(name="detect-narratives", cache_policy=NO_CACHE)
+@task(name="detect-last-batch", cache_policy=NO_CACHE)
 def detect_task(
     store: Store, run_id: str, as_of: datetime, params: DetectionParams, recent: SignedTexts
 ) -> stages.DetectOutcome:
@@ -241,9 +248,10 @@ def run_cycle(
                     clusters_joined=found.clusters_joined + rest.clusters_joined,
                     clusters_merged=found.clusters_merged + rest.clusters_merged,
                 )
-            except KeyboardInterrupt as exc:
+            except (KeyboardInterrupt, TerminationSignal) as exc:  # Prefect raises the latter
                 _finish(store, run_id, "interrupted", counts, "stopped by a signal")
-                raise CycleInterrupted(str(exc)) from exc
+                signum = signal.SIGTERM if isinstance(exc, TerminationSignal) else None
+                raise CycleInterrupted(str(exc), signum) from exc
             except BaseException as exc:
                 explained = _explained(exc, layout)
                 _finish(store, run_id, "failed", counts, _one_line(explained))

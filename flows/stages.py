@@ -8,15 +8,12 @@ import queue
 import random
 import threading
 import time
-from collections import ChainMap
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-import numpy as np
-import pyarrow as pa
 import xxhash
 
 from flows.distribute import STREAMS_PER_SLOT, LocalWorkers, Workers, plan_streams
@@ -33,20 +30,11 @@ from ingest.config import FetchSettings, Outlet, OutletsConfig, ScheduleSettings
 from ingest.extract import Extracted
 from ingest.feeds import FeedEntry, parse_feed
 from ingest.http import Fetcher, FetchRequest, FetchResult
-from narratives.detect import (
-    SignedTexts,
-    Verified,
-    bands_table,
-    cluster_batch,
-    short_paragraph_keys,
-    sign_text,
-    verify_candidates,
-)
+from narratives import detect as detection
+from narratives.detect import ClusteringKey, DetectOutcome, SignedTexts, StageClock, clustering_key
 from narratives.params import DetectionParams
-from narratives.signatures import Signed
-from narratives.text import fingerprint, read_paragraphs, word_count
-from narratives.verify import Match
-from store.db import EntryRecord, FeedState, Store, StoredText
+from narratives.text import fingerprint, word_count
+from store.db import EntryRecord, FeedState, Store
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +43,7 @@ FEED_ACCEPT = (
 )
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 MIN_FALLBACK_WORDS = 30  # feed text shorter than this is a teaser, not an article
-MAX_CANDIDATES_PER_ARTICLE = 200
-DETECT_BATCH = 1000  # articles signed, matched and written together
+DETECT_BATCH = detection.DETECT_BATCH  # articles signed, matched and written together
 DUE_SLACK = timedelta(minutes=1)  # a feed or entry due this soon is due now (cycles drift)
 RATE_SAMPLE = 10  # a feed's publishing rate is measured on its newest entries, this many
 
@@ -113,15 +100,6 @@ class PollOutcome:
     entries_seen: int = 0  # offered by the feeds that answered with a body
     entries_new: int = 0  # recorded for the first time
     budget_exhausted: bool = False  # feeds left unpolled when the cycle budget ran out
-
-
-@dataclass
-class DetectOutcome:
-    articles_signed: int = 0
-    pairs_checked: int = 0
-    clusters_new: int = 0
-    clusters_joined: int = 0
-    clusters_merged: int = 0
 
 
 @dataclass
@@ -499,19 +477,6 @@ def _page_metadata(entry: FeedEntry, doc: Extracted) -> dict[str, object]:
     }
 
 
-ClusteringKey = tuple[datetime, bool, datetime, int]
-
-
-def _clustering_key(
-    first_seen_at: datetime, published_at: datetime | None, article_id: int
-) -> ClusteringKey:
-    """Where an article falls in the order detection sees it in (the order of
-    `Store.articles_to_sign`: first_seen_at, published_at NULLS LAST, article id)."""
-    return (first_seen_at, published_at is None, published_at or _NO_DATE, article_id)
-
-
-_NO_DATE = datetime(1970, 1, 1, tzinfo=UTC)
-
 Finished = tuple[dict[str, object] | None, dict[str, object] | None]  # article row, entry update
 
 
@@ -567,7 +532,7 @@ class _InClusteringOrder:
         row = self._finished.get(index, (None, None))[0]
         if published is None and row is not None:
             published = row["published_at"]  # type: ignore[assignment]
-        return _clustering_key(due.first_seen_at, published, self._ids[index])
+        return clustering_key(due.first_seen_at, published, self._ids[index])
 
 
 class _StoreWriter:
@@ -645,7 +610,7 @@ class _StoreWriter:
                         recent=self._recent,
                         until=item.until,
                     )
-                    _add_outcome(self.detected, found)
+                    self.detected.add(found)
                     ready = max(0, ready - found.articles_signed)
         except BaseException as exc:  # reported by close() on the stage's thread
             self._error = exc
@@ -665,11 +630,6 @@ class _Loaded:
     log: list[dict[str, object]]
     ready: int
     until: ClusteringKey | None
-
-
-def _add_outcome(total: DetectOutcome, part: DetectOutcome) -> None:
-    for name in vars(total):
-        setattr(total, name, getattr(total, name) + getattr(part, name))
 
 
 def _retryable(page: FetchResult) -> bool:
@@ -906,23 +866,6 @@ def _finished_entry(
     return row, update, log_row
 
 
-class StageClock:
-    """Wall seconds per named step, accumulated over calls: `lap(name)` charges the time since
-    the previous lap to `name` (benchmarks pass one to `detect` to see where time goes)."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-        self._last = time.perf_counter()
-
-    def restart(self) -> None:
-        self._last = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.seconds[name] = self.seconds.get(name, 0.0) + now - self._last
-        self._last = now
-
-
 def detect(
     store: Store,
     run_id: str,
@@ -934,219 +877,16 @@ def detect(
     recent: SignedTexts | None = None,
     until: ClusteringKey | None = None,
 ) -> DetectOutcome:
-    """Sign every unsigned article, find and verify candidates, place them in clusters; in
-    batches of at most DETECT_BATCH articles, oldest first, each written in its own
-    transaction (memory stays flat however large the cycle; within a batch only earlier
-    articles count as matches for later ones). With `full_batches_only`, a last batch of
-    fewer than DETECT_BATCH articles is left unsigned. `recent` keeps the texts signed here
-    for later batches and calls that pass the same object (a stored candidate met again is
-    not tokenised again). With `until`, a batch reaching past that clustering key is left
-    (the articles before it are not all stored yet)."""
-    clock = clock or StageClock()
-    recent = recent if recent is not None else SignedTexts()
-    outcome = DetectOutcome()
-    done: set[int] = set()
-    while True:
-        clock.restart()
-        batch = store.articles_to_sign(limit=DETECT_BATCH)
-        clock.lap("load")
-        if not batch or (full_batches_only and len(batch) < DETECT_BATCH):
-            return outcome
-        last = batch[-1]
-        if (
-            until is not None
-            and _clustering_key(last.first_seen_at, last.published_at, last.article_id) > until
-        ):
-            return outcome  # its last article sorts after what is known to be complete
-        if batch[0].article_id in done:  # its signature was not written: never loop
-            raise RuntimeError(f"article {batch[0].article_id} was detected but not signed")
-        done.update(item.article_id for item in batch)
-        _detect_batch(store, batch, run_id, as_of, params, clock, outcome, recent)
-
-
-VERIFY_CHUNK = 1000  # candidate pairs verified together (stored texts signed for them)
-
-
-def _verify_with_stored(
-    ids: list[int],
-    candidates: list[tuple[int, int, int]],
-    signed: dict[int, Signed],
-    stored: dict[int, StoredText],
-    stored_chrome: dict[str, set[int]],
-    params: DetectionParams,
-    clock: StageClock,
-    recent: SignedTexts,
-) -> Verified:
-    """Verify the candidates in chunks, signing each stored text (those not in `signed`: the
-    batch and the texts `recent` still holds) for the first chunk that needs it and dropping
-    it after the last one: memory holds the batch and one chunk's stored texts, not every
-    candidate's tokens at once. Same result as one call. The texts signed here join
-    `recent`."""
-    last_chunk = {other: i // VERIFY_CHUNK for i, (_n, other, _h) in enumerate(candidates)}
-    cache: dict[int, Signed] = {}
-    matches: dict[int, list[Match]] = {}
-    checked = 0
-    for chunk, first in enumerate(range(0, len(candidates), VERIFY_CHUNK)):
-        part = candidates[first : first + VERIFY_CHUNK]
-        for _new, other, _hits in part:
-            if other in cache or other in signed:
-                continue
-            text = stored.get(other)
-            if text is None:
-                continue
-            chrome = stored_chrome[text.outlet_id]
-            paragraphs = read_paragraphs(text.text, params.chrome_max_words)
-            cache[other] = sign_text(paragraphs, chrome, params, text.outlet_id, minhash=False)
-            recent.put(other, cache[other], short_paragraph_keys(paragraphs), chrome)
-        clock.lap("stored")
-        found = verify_candidates(ids, part, ChainMap(cache, signed), params)
-        for new_id, new_matches in found.matches.items():
-            matches.setdefault(new_id, []).extend(new_matches)
-        checked += found.pairs_checked
-        for other in [o for o in cache if last_chunk[o] <= chunk]:
-            del cache[other]
-        clock.lap("verify")
-    return Verified(matches, checked)
-
-
-def _detect_batch(
-    store: Store,
-    batch: list[StoredText],
-    run_id: str,
-    as_of: datetime,
-    params: DetectionParams,
-    clock: StageClock,
-    outcome: DetectOutcome,
-    recent: SignedTexts,
-) -> None:
-    store.ensure_params(params.param_set_id, params.as_dict())
-    read = {item.article_id: read_paragraphs(item.text, params.chrome_max_words) for item in batch}
-    short_keys = {article: short_paragraph_keys(paras) for article, paras in read.items()}
-    paragraph_list = [
-        {"outlet_id": item.outlet_id, "paragraph_key": key, "article_id": item.article_id}
-        for item in batch
-        for key in short_keys[item.article_id]
-    ]
-    paragraphs = pa.Table.from_pylist(
-        paragraph_list,
-        schema=pa.schema(
-            [("outlet_id", pa.string()), ("paragraph_key", pa.int64()), ("article_id", pa.int64())]
-        ),
+    """The detection stage: `narratives.detect.detect` over the store, in batches of
+    DETECT_BATCH articles."""
+    return detection.detect(
+        store,
+        run_id,
+        as_of,
+        params,
+        clock,
+        full_batches_only=full_batches_only,
+        recent=recent,
+        until=until,
+        batch_size=DETECT_BATCH,
     )
-    chrome = store.chrome_keys(
-        {item.outlet_id for item in batch},
-        params.chrome_min_articles,
-        pending=paragraphs,
-        of_articles=[item.article_id for item in batch],
-    )
-    clock.lap("chrome")
-    ids = [item.article_id for item in batch]
-    signed = {
-        item.article_id: recent.take(item.article_id, chrome[item.outlet_id])
-        or sign_text(read.pop(item.article_id), chrome[item.outlet_id], params, item.outlet_id)
-        for item in batch
-    }
-    clock.lap("sign")
-    bands = bands_table(ids, [signed[i] for i in ids], params)
-    clock.lap("bands")
-    candidates = store.candidate_pairs(bands, MAX_CANDIDATES_PER_ARTICLE)
-    for item in batch:
-        article = item.article_id
-        recent.put(article, signed[article], short_keys[article], chrome[item.outlet_id])
-    clock.lap("candidates")
-    others = {other for _new, other, _h in candidates if other not in signed}
-    kept_outlets = recent.outlets(others)  # texts signed earlier: no need to load them
-    stored = store.texts(others - kept_outlets.keys())
-    outlets = {t.outlet_id for t in stored.values()} | set(kept_outlets.values())
-    stored_chrome = store.chrome_keys(
-        outlets, params.chrome_min_articles, pending=paragraphs, of_articles=others
-    )
-    kept = {}
-    for other, outlet in kept_outlets.items():
-        if (hit := recent.get(other, stored_chrome[outlet])) is not None:
-            kept[other] = hit
-    # the others' outlets have learned new chrome since they were signed: sign them again
-    stored.update(store.texts(kept_outlets.keys() - kept.keys()))
-    clock.lap("stored")
-    verified = _verify_with_stored(
-        ids, candidates, {**kept, **signed}, stored, stored_chrome, params, clock, recent
-    )
-    outcome.pairs_checked += verified.pairs_checked
-    other_ids = {m.other_id for ms in verified.matches.values() for m in ms}
-    membership = store.memberships(other_ids)
-    births = store.cluster_births(set(membership.values()))
-    order = [(item.article_id, (item.first_seen_at, item.article_id)) for item in batch]
-    assignment = cluster_batch(order, verified, membership, births, params)
-    founders = {cluster: founder for cluster, founder in assignment.new_clusters}
-    seen_at = {item.article_id: item.first_seen_at for item in batch}
-    new_clusters = [
-        {
-            "cluster_id": c,
-            "founder_article_id": f,
-            "created_at": seen_at[f],
-            "status": "active",
-            "merged_into": None,
-            "run_id": run_id,
-        }
-        for c, f in founders.items()
-    ]
-    members = []
-    matches = []
-    for membership_row in assignment.memberships:
-        m = membership_row.match
-        members.append(
-            {
-                "article_id": membership_row.article_id,
-                "cluster_id": membership_row.cluster_id,
-                "matched_article_id": m.other_id if m else None,
-                "match_kind": m.kind if m else None,
-                "similarity": m.jaccard if m else None,
-                "containment": m.containment if m else None,
-                "matched_passage": m.passage[:2000] if m else None,
-                "joined_at": seen_at[membership_row.article_id],
-                "run_id": run_id,
-            }
-        )
-    for article_id, found in verified.matches.items():
-        for m in found:
-            matches.append(
-                {
-                    "article_id": article_id,
-                    "other_article_id": m.other_id,
-                    "match_kind": m.kind,
-                    "similarity": m.jaccard,
-                    "containment": m.containment,
-                    "shared_shingles": m.shared,
-                    "run_shingles": m.run_shared,
-                    "matched_passage": m.passage[:2000],
-                }
-            )
-    merges = [
-        {
-            "absorbed_cluster_id": mg.absorbed,
-            "survivor_cluster_id": mg.survivor,
-            "via_article_id": mg.via_article_id,
-            "merged_at": as_of,
-            "run_id": run_id,
-        }
-        for mg in assignment.merges
-    ]
-    clock.lap("cluster")
-    store.write_detection(
-        param_set_id=params.param_set_id,
-        article_ids=ids,
-        minhashes=np.vstack([signed[i].signature for i in ids]),
-        shingle_counts=[int(signed[i].shingles.size) for i in ids],
-        passage_counts=[len(signed[i].passages) for i in ids],
-        bands=bands,
-        paragraphs=paragraphs,
-        new_clusters=new_clusters,
-        members=members,
-        matches=matches,
-        merges=merges,
-    )
-    clock.lap("write")
-    outcome.articles_signed += len(ids)
-    outcome.clusters_new += len(new_clusters)
-    outcome.clusters_joined += sum(1 for m in assignment.memberships if m.match is not None)
-    outcome.clusters_merged += len(merges)

@@ -139,14 +139,22 @@ def _band_multipliers(rows: int, seed: int) -> np.ndarray:
     return rng.integers(1, 2**63, size=rows, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
 
 
-def band_hashes(signatures: np.ndarray, params: DetectionParams) -> np.ndarray:
+def band_hashes(
+    signatures: np.ndarray,
+    params: DetectionParams,
+    bands: int | None = None,
+    rows: int | None = None,
+) -> np.ndarray:
     """(n, bands) uint64: each band's rows folded into one 64-bit value. Two signatures share a
     band hash exactly when (barring a 2^-64 collision) they agree on all of that band's rows:
-    the same candidates as datasketch MinHashLSH with params=(bands, rows)."""
+    the same candidates as datasketch MinHashLSH with params=(bands, rows). By default the
+    whole-text banding (`params.bands` x `params.rows`)."""
+    bands = params.bands if bands is None else bands
+    rows = params.rows if rows is None else rows
     sigs = np.atleast_2d(signatures).astype(np.uint64)
     n = sigs.shape[0]
-    used = sigs[:, : params.bands * params.rows].reshape(n, params.bands, params.rows)
-    multipliers = _band_multipliers(params.rows, params.seed)
+    used = sigs[:, : bands * rows].reshape(n, bands, rows)
+    multipliers = _band_multipliers(rows, params.seed)
     with np.errstate(over="ignore"):
         folded = (used * multipliers).sum(axis=2, dtype=np.uint64)
         # mix so that bands with small integer differences do not collide
@@ -154,6 +162,43 @@ def band_hashes(signatures: np.ndarray, params: DetectionParams) -> np.ndarray:
         folded *= np.uint64(0xBF58476D1CE4E5B9)
         folded ^= folded >> np.uint64(32)
     return folded
+
+
+PASSAGE_BAND_BASE = 128  # band numbers of passage bands start here (whole-text ones at 0)
+# bits kept of each key: DuckDB packs an integer column to the bits its values need, so a
+# key costs 5.5 bytes on disk rather than 8; at 300M stored keys (1M articles) a key of a
+# new article meets a stored one by chance with probability 300M / 2^44 = 1.7e-5
+KEY_BITS = 44
+KEY_MASK = np.uint64((1 << KEY_BITS) - 1)
+
+
+def band_keys(signed: Signed, params: DetectionParams) -> np.ndarray:
+    """The distinct LSH keys of a signed text, sorted (uint64): each band of the whole-text
+    signature (`bands` x `rows`) and each band of every passage signature (`passage_bands` x
+    `passage_rows`), the band's number mixed into its hash. Two texts are candidates when they
+    share a key (`KEY_BITS` bits of it): a whole-text band (edited copies), or a passage band
+    (a passage quoted in the other text, or the other text itself when it is short)."""
+    if signed.shingles.size == 0:
+        return np.empty(0, np.uint64)
+    whole = band_hashes(signed.signature, params)[0]
+    parts = [_mix_band(whole, np.arange(params.bands, dtype=np.uint64))]
+    if len(signed.passages) and params.passage_bands:
+        hashes = band_hashes(
+            signed.passage_signatures, params, params.passage_bands, params.passage_rows
+        )
+        numbers = np.arange(params.passage_bands, dtype=np.uint64) + np.uint64(PASSAGE_BAND_BASE)
+        parts.append(_mix_band(hashes, numbers).reshape(-1))
+    return np.unique(np.concatenate(parts) & KEY_MASK)
+
+
+def _mix_band(hashes: np.ndarray, numbers: np.ndarray) -> np.ndarray:
+    """A band hash with its band number mixed in (a bijection of the hash for each number)."""
+    with np.errstate(over="ignore"):
+        key = hashes ^ (numbers * np.uint64(0x9E3779B97F4A7C15))
+        key ^= key >> np.uint64(31)
+        key *= np.uint64(0x94D049BB133111EB)
+        key ^= key >> np.uint64(29)
+    return key
 
 
 def to_lean_minhash(signature: np.ndarray, params: DetectionParams) -> LeanMinHash:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 
-from store.band_index import BandIndex, band_keys
+from narratives.detect import DetectionResult, StoredText
 from store.migrations import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -89,15 +89,6 @@ ENTRY_UPDATE = pa.schema(  # what a page fetch changes in an entry
 )
 
 
-@dataclass(frozen=True)
-class StoredText:
-    article_id: int
-    outlet_id: str
-    text: str
-    first_seen_at: datetime
-    published_at: datetime | None
-
-
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
@@ -125,8 +116,8 @@ def _open_hint(error: str) -> str:
 
 
 # DuckDB caches the blocks it reads up to its memory limit (by default 80% of the machine's
-# memory): without a cap, a scan of a large table (lsh_bands when the band index is rebuilt,
-# articles in an analyst's query) grows the process by gigabytes.
+# memory): without a cap, a scan of a large table (band_keys in a candidate search, articles
+# in an analyst's query) grows the process by gigabytes.
 # Beyond the cap DuckDB re-reads blocks (from the OS page cache) or spills to disk.
 DEFAULT_MEMORY_LIMIT = "256MB"
 RUN_STATUSES = ("running", "completed", "failed", "interrupted", "abandoned")
@@ -147,7 +138,6 @@ class Store:
             self.con = duckdb.connect(self.path, read_only=read_only)
         except (duckdb.Error, OSError) as exc:
             raise StoreError(f"cannot open {self.path}: {exc}. {_open_hint(str(exc))}") from None
-        self._band_index: BandIndex | None = None
         try:
             self.sql("SET TimeZone = 'UTC'")
             if memory_limit:
@@ -160,9 +150,6 @@ class Store:
 
     def close(self) -> None:
         """Close the connection and let go of it, so that nothing of DuckDB outlives the store."""
-        if self._band_index is not None:
-            self._band_index.close()  # a background merge stops where the next opening resumes
-            self._band_index = None
         con, self.con = self.con, _CLOSED
         if con is not _CLOSED:
             con.close()
@@ -194,6 +181,9 @@ class Store:
                 self.sql("INSERT INTO schema_migrations VALUES (?, ?)", [name, datetime.now(UTC)])
             applied.append(name)
             log.info("applied migration %s", name)
+        if "007_band_keys" in applied and self.path != ":memory:":
+            # the band index folder an earlier version kept beside the file: now band_keys
+            shutil.rmtree(self.path + ".bands", ignore_errors=True)
         return applied
 
     def _insert(
@@ -677,56 +667,79 @@ class Store:
             result[outlet].add(int(key))
         return result
 
-    @property
-    def band_index(self) -> BandIndex:
-        """The LSH band index beside the database file (`<file>.bands/`; in memory for an
-        in-memory store), brought up to date with lsh_bands after each `write_detection` and
-        before each `candidate_pairs`."""
-        if self._band_index is None:
-            directory = None if self.path == ":memory:" else Path(self.path + ".bands")
-            self._band_index = BandIndex(directory)
-        return self._band_index
+    def common_paragraphs(self, pending: pa.Table, min_stories: int, min_outlets: int) -> set[int]:
+        """Keys of the short paragraphs of `pending` (PARAGRAPHS_SCHEMA: the batch's rows, not
+        written yet) that stored articles of at least `min_stories` unrelated stories carry,
+        on at least `min_outlets` outlets (the batch's counted too). Stories are told apart by
+        cluster, so the paragraphs of one story re-posted by many outlets are not common (nor
+        are those of a story re-posted within the batch, not placed in clusters yet); a label
+        line or a disclaimer carried by unrelated stories is. The stored rows are found by a
+        semi-join of `outlet_paragraphs` against the batch's keys."""
+        if pending.num_rows == 0:
+            return set()
+        self.con.register("_common_arrow", pending)
+        try:
+            self.sql(
+                "CREATE OR REPLACE TEMP TABLE _common_pending AS "
+                "SELECT outlet_id, paragraph_key, article_id FROM _common_arrow"
+            )
+        finally:
+            self._unregister("_common_arrow")
+        try:
+            rows = self.sql(
+                """
+                WITH carriers AS (
+                    SELECT outlet_id, paragraph_key, article_id FROM outlet_paragraphs
+                    WHERE paragraph_key IN (SELECT paragraph_key FROM _common_pending)
+                    UNION
+                    SELECT outlet_id, paragraph_key, article_id FROM _common_pending
+                )
+                SELECT c.paragraph_key FROM carriers c
+                LEFT JOIN cluster_members m USING (article_id)
+                GROUP BY c.paragraph_key
+                HAVING count(DISTINCT m.cluster_id) >= ?
+                   AND count(DISTINCT c.outlet_id) >= ?
+                """,
+                [min_stories, min_outlets],
+            )
+        finally:
+            self.sql("DROP TABLE IF EXISTS _common_pending")
+        return {int(key) for (key,) in rows}
 
     def candidate_pairs(
-        self, new_bands: pa.Table, max_per_article: int
+        self, new_keys: pa.Table, max_per_article: int
     ) -> list[tuple[int, int, int]]:
-        """(new_id, other_id, shared bands) for every pair sharing a band hash, where other is
-        any stored article or another article of the batch. At most `max_per_article` others
-        per new article, those sharing most bands first.
+        """(new_id, other_id, shared keys) for every pair sharing an LSH band key, where other
+        is any stored article or another article of the batch. At most `max_per_article`
+        others per new article, those sharing most keys first.
 
-        Stored rows sharing a band with the batch come from the band index (store.band_index),
-        which finds them by binary search instead of reading every stored band row; only those
-        few rows meet the batch's in the join."""
-        if new_bands.num_rows == 0:
+        One query: the stored rows holding one of the batch's keys are found by a semi-join
+        of `band_keys` against the batch's distinct keys (a scan of the key column against a
+        small hash table), then meet the batch's own rows in a join that counts shared keys
+        per pair."""
+        if new_keys.num_rows == 0:
             return []
-        index = self.band_index
-        index.sync(self.con)
-        band = new_bands["band"].to_numpy()
-        band_hash = new_bands["band_hash"].to_numpy()
-        keys, first = np.unique(band_keys(band, band_hash), return_index=True)
-        at, stored_ids = index.lookup(keys)
-        rows = first[at]
-        stored = pa.table(
-            {
-                "article_id": pa.array(stored_ids, pa.int64()),
-                "band": pa.array(band[rows], pa.uint8()),
-                "band_hash": pa.array(band_hash[rows], pa.uint64()),
-            }
-        )
-        self.con.register("_new_bands", new_bands.select(["article_id", "band", "band_hash"]))
-        self.con.register("_stored_bands", stored)
+        self.con.register("_new_keys_arrow", new_keys.select(["key", "article_id"]))
         try:
-            rows_out = self.sql(
+            # a temporary table: DuckDB plans the semi-join against it with its statistics
+            self.sql("CREATE OR REPLACE TEMP TABLE _new_keys AS SELECT * FROM _new_keys_arrow")
+        finally:
+            self._unregister("_new_keys_arrow")
+        try:
+            rows = self.sql(
                 """
-                WITH others AS (
-                    SELECT article_id, band, band_hash FROM _stored_bands
+                WITH stored AS (
+                    SELECT key, article_id FROM band_keys
+                    WHERE key IN (SELECT key FROM _new_keys)
+                ),
+                others AS (
+                    SELECT key, article_id FROM stored
                     UNION ALL
-                    SELECT article_id, band, band_hash FROM _new_bands
+                    SELECT key, article_id FROM _new_keys
                 ),
                 pairs AS (
                     SELECT n.article_id AS new_id, o.article_id AS other_id, count(*) AS hits
-                    FROM _new_bands n
-                    JOIN others o ON n.band = o.band AND n.band_hash = o.band_hash
+                    FROM _new_keys n JOIN others o USING (key)
                     WHERE n.article_id <> o.article_id
                     GROUP BY n.article_id, o.article_id
                 )
@@ -737,9 +750,8 @@ class Store:
                 [max_per_article],
             )
         finally:
-            self.con.unregister("_new_bands")
-            self.con.unregister("_stored_bands")
-        return [(int(a), int(b), int(h)) for a, b, h in rows_out]
+            self.sql("DROP TABLE IF EXISTS _new_keys")
+        return [(int(a), int(b), int(h)) for a, b, h in rows]
 
     def memberships(self, article_ids: Iterable[int]) -> dict[int, str]:
         ids = list(set(article_ids))
@@ -762,42 +774,73 @@ class Store:
         )
         return {c: (_utc(created), int(founder)) for c, created, founder in rows}
 
-    def write_detection(
-        self,
-        *,
-        param_set_id: str,
-        article_ids: Sequence[int],
-        minhashes: np.ndarray,
-        shingle_counts: Sequence[int],
-        passage_counts: Sequence[int],
-        bands: pa.Table,
-        paragraphs: pa.Table,
-        new_clusters: Sequence[dict[str, Any]],
-        members: Sequence[dict[str, Any]],
-        matches: Sequence[dict[str, Any]],
-        merges: Sequence[dict[str, Any]],
-    ) -> None:
+    def count_to_resign(self, param_set_id: str) -> int:
+        """Articles signed with other detection parameters."""
+        return int(
+            self.sql("SELECT count(*) FROM signatures WHERE param_set_id <> ?", [param_set_id])[0][
+                0
+            ]
+        )
+
+    def articles_to_resign(self, param_set_id: str, limit: int) -> list[StoredText]:
+        """Articles signed with other detection parameters, oldest first."""
+        rows = self.sql(
+            "SELECT a.article_id, a.outlet_id, a.text, a.first_seen_at, a.published_at "
+            "FROM articles a SEMI JOIN (SELECT article_id FROM signatures "
+            "WHERE param_set_id <> ?) s USING (article_id) "
+            "ORDER BY a.first_seen_at, a.published_at NULLS LAST, a.article_id LIMIT ?",
+            [param_set_id, int(limit)],
+        )
+        return [StoredText(*row) for row in rows]
+
+    def replace_signing(self, result: DetectionResult) -> None:
+        """New LSH keys and signature rows for articles signed before, in one transaction."""
+        ids = pa.table({"article_id": pa.array(result.article_ids, pa.int64())})
+        self.con.register("_resigned", ids)
+        try:
+            with self.transaction():
+                self.sql(
+                    "DELETE FROM band_keys WHERE article_id IN (SELECT article_id FROM _resigned)"
+                )
+                self._insert("band_keys", result.keys)
+                counts = pa.table(
+                    {
+                        "article_id": ids["article_id"],
+                        "shingle_count": pa.array(result.shingle_counts, pa.int32()),
+                        "passage_count": pa.array(result.passage_counts, pa.int32()),
+                    }
+                )
+                self.con.register("_resigned_counts", counts)
+                try:
+                    self.sql(
+                        "UPDATE signatures SET param_set_id = ?, shingle_count = c.shingle_count, "
+                        "passage_count = c.passage_count FROM _resigned_counts c "
+                        "WHERE signatures.article_id = c.article_id",
+                        [result.param_set_id],
+                    )
+                finally:
+                    self._unregister("_resigned_counts")
+        finally:
+            self._unregister("_resigned")
+
+    def write_detection(self, result: DetectionResult) -> None:
         """Everything one detection pass decided, in one transaction: a crash leaves either
-        all of it or none of it, and the next cycle redoes what is missing. The band index
-        (derived from lsh_bands) is brought up to date after the commit."""
-        n, perms = minhashes.shape if minhashes.size else (0, 128)
+        all of it or none of it, and the next cycle redoes what is missing."""
+        n = len(result.article_ids)
         signatures = pa.table(
             {
-                "article_id": pa.array(article_ids, pa.int64()),
-                "param_set_id": pa.array([param_set_id] * n, pa.string()),
-                "shingle_count": pa.array(shingle_counts, pa.int32()),
-                "passage_count": pa.array(passage_counts, pa.int32()),
-                "minhash": pa.FixedSizeListArray.from_arrays(
-                    pa.array(minhashes.reshape(-1), pa.uint32()), perms
-                ),
+                "article_id": pa.array(result.article_ids, pa.int64()),
+                "param_set_id": pa.array([result.param_set_id] * n, pa.string()),
+                "shingle_count": pa.array(result.shingle_counts, pa.int32()),
+                "passage_count": pa.array(result.passage_counts, pa.int32()),
             }
         )
         with self.transaction():
             self._insert_new("signatures", signatures, ["article_id"])
-            self._insert("lsh_bands", bands)
-            self._insert_new("outlet_paragraphs", paragraphs, PARAGRAPH_KEY)
-            self._insert_new("clusters", list(new_clusters), ["cluster_id"])
-            for merge in merges:
+            self._insert("band_keys", result.keys)
+            self._insert_new("outlet_paragraphs", result.paragraphs, PARAGRAPH_KEY)
+            self._insert_new("clusters", result.new_clusters, ["cluster_id"])
+            for merge in result.merges:
                 self.sql(
                     "UPDATE cluster_members SET cluster_id = ? WHERE cluster_id = ?",
                     [merge["survivor_cluster_id"], merge["absorbed_cluster_id"]],
@@ -810,11 +853,9 @@ class Store:
                     "UPDATE clusters SET merged_into = ? WHERE merged_into = ?",
                     [merge["survivor_cluster_id"], merge["absorbed_cluster_id"]],
                 )
-            self._insert("cluster_merges", list(merges))
-            self._insert_new("cluster_members", list(members), ["article_id"])
-            self._insert_new("article_matches", list(matches), ["article_id", "other_article_id"])
-        # the band index follows the table right away, so that each pass pays for its own rows
-        self.band_index.sync(self.con)
+            self._insert("cluster_merges", result.merges)
+            self._insert_new("cluster_members", result.members, ["article_id"])
+            self._insert_new("article_matches", result.matches, ["article_id", "other_article_id"])
 
 
 class _Closed:

@@ -377,7 +377,25 @@ def _006_publications(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _007_batches(con: duckdb.DuckDBPyConnection) -> None:
+def _007_band_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """LSH keys as one table the candidate search semi-joins (`band_keys`: one row per distinct
+    key of an article, the band number mixed into the key), replacing `lsh_bands` and the
+    band index beside the database; stored MinHash arrays dropped (they are recomputed from
+    the text when needed). Articles signed before keep their signatures row with the old
+    `param_set_id` and have no keys until `narratrace reprocess` signs them again."""
+    con.execute(
+        """
+        DROP TABLE lsh_bands;
+        CREATE TABLE band_keys (
+            key        UBIGINT NOT NULL,
+            article_id BIGINT NOT NULL
+        );
+        ALTER TABLE signatures DROP COLUMN minhash;
+        """
+    )
+
+
+def _008_batches(con: duckdb.DuckDBPyConnection) -> None:
     """Batches of pages loaded from the workers, by id: a batch delivered again (its worker
     died after finishing it, or the scheduler ran it twice) is recognised and changes
     nothing."""
@@ -402,5 +420,6 @@ MIGRATIONS: list[Migration] = [
     ("004_unkeyed_growing_tables", _004_unkeyed_growing_tables),
     ("005_entries", _005_entries),
     ("006_publications", _006_publications),
-    ("007_batches", _007_batches),
+    ("007_band_keys", _007_band_keys),
+    ("008_batches", _008_batches),
 ]

@@ -211,15 +211,17 @@ class FeedProblemRow:
 
 
 _FEED_PROBLEMS = """
-WITH polls AS (  -- one row per feed and poll time (a cycle re-run logs the same times again)
+WITH polls AS (  -- one row per feed and poll time (a re-run logs the same times again, and may
+                 -- skip for a backoff what the first run polled: the poll's answer wins)
     SELECT url,
            fetched_at,
            bool_or(outcome IN ('ok', 'not-modified')) AS ok,
            bool_or(outcome = 'salvaged') AND NOT bool_or(outcome IN ('ok', 'not-modified'))
                AS salvaged,
-           bool_and(outcome = 'error') AS failed,
+           bool_or(outcome = 'error') AND NOT bool_or(outcome IN ('ok', 'not-modified', 'salvaged'))
+               AS failed,
            bool_and(outcome = 'backoff') AS backoff,
-           max(error) AS error
+           coalesce(max(error) FILTER (WHERE outcome <> 'backoff'), max(error)) AS error
     FROM fetch_log
     WHERE kind = 'feed' AND fetched_at < $2
     GROUP BY url, fetched_at

@@ -7,13 +7,12 @@ import json
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 from flows.stages import NewEntry, _article_row, detect
 from ingest.feeds import FeedEntry
 from narratives.clusters import cluster_id_for
-from narratives.detect import sign_text
+from narratives.detect import sign_article, sign_text
 from narratives.params import DEFAULT_PARAMS
 from narratives.verify import compare
 from store.db import Store
@@ -199,7 +198,7 @@ def _snapshot(store: Store) -> dict[str, list]:
         "clusters": "SELECT * EXCLUDE (run_id) FROM clusters ORDER BY cluster_id",
         "matches": "SELECT * FROM article_matches ORDER BY article_id, other_article_id",
         "signatures": "SELECT * FROM signatures ORDER BY article_id",
-        "bands": "SELECT * FROM lsh_bands ORDER BY ALL",
+        "bands": "SELECT * FROM band_keys ORDER BY ALL",
         "paragraphs": "SELECT * FROM outlet_paragraphs ORDER BY ALL",
         "merges": "SELECT * EXCLUDE (run_id, merged_at) FROM cluster_merges ORDER BY ALL",
         "params": "SELECT param_set_id, params FROM detection_params",
@@ -251,24 +250,24 @@ def test_signatures_bands_and_params_are_written(batch_store):
     store, _ = batch_store
     rows = _rows()
     signatures = store.sql(
-        "SELECT article_id, param_set_id, shingle_count, passage_count, minhash FROM signatures"
+        "SELECT article_id, param_set_id, shingle_count, passage_count FROM signatures"
     )
     assert len(signatures) == 5
     by_id = {r[0]: r for r in signatures}
     for row in rows:
-        _, param_set, shingles, passages, minhash = by_id[row["article_id"]]
+        _, param_set, shingles, passages = by_id[row["article_id"]]
         assert param_set == DEFAULT_PARAMS.param_set_id
-        # the stored signature is the text's signature with the chrome lines removed
-        signed = sign_text(row["text"], set(), DEFAULT_PARAMS)
-        assert shingles == signed.shingles.size and passages == len(signed.passages)
-        np.testing.assert_array_equal(np.asarray(minhash, dtype=np.uint32), signed.signature)
-        bands = store.sql(
-            "SELECT passage_no, count(*) FROM lsh_bands WHERE article_id = ? GROUP BY ALL "
-            "ORDER BY passage_no",
-            [row["article_id"]],
+        # the stored counts are the text's with the chrome lines removed
+        signed = sign_article(row["text"], set(), DEFAULT_PARAMS)
+        assert shingles == signed.signed.shingles.size
+        assert passages == len(signed.signed.passages)
+        keys = store.sql(
+            "SELECT key FROM band_keys WHERE article_id = ? ORDER BY key", [row["article_id"]]
         )
-        expected = range(passages + 1) if passages > 1 else range(1)
-        assert bands == [(p, DEFAULT_PARAMS.bands) for p in expected]
+        assert [k for (k,) in keys] == signed.keys.tolist()
+        # whole-text bands plus passage bands, each key once
+        most = DEFAULT_PARAMS.bands + passages * DEFAULT_PARAMS.passage_bands
+        assert DEFAULT_PARAMS.bands < len(keys) <= most
     ((param_set, params),) = store.sql("SELECT param_set_id, params FROM detection_params")
     assert param_set == DEFAULT_PARAMS.param_set_id
     assert json.loads(params) == DEFAULT_PARAMS.as_dict()

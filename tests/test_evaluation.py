@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from narratives.evaluation import score
+from evaluation.scores import score
 
 TRUTH = {1: "a", 2: "a", 3: "b", 4: "b", 5: None}
 

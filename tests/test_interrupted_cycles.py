@@ -211,7 +211,7 @@ def _snapshot(db: Path) -> dict[str, object]:
                 "SELECT article_id, other_article_id FROM article_matches ORDER BY 1, 2"
             ),
             "signatures": rows("SELECT count(*), count(DISTINCT article_id) FROM signatures"),
-            "bands": rows("SELECT count(*) FROM lsh_bands"),
+            "bands": rows("SELECT count(*) FROM band_keys"),
         }
     finally:
         con.close()

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import duckdb
 
+from evaluation.scores import score
 from flows.demo import cycle_times, report_days, run_demo
-from narratives.evaluation import score
 from simulator.corpus import DEMO_ROOT, load_corpus
 from store.publish import StoreLayout
 
@@ -300,6 +300,6 @@ def _snapshot(db: Path) -> dict[str, object]:
         "signatures": _query(StoreLayout.for_db(db).working, "SELECT count(*) FROM signatures")[0][
             0
         ],
-        "bands": _query(StoreLayout.for_db(db).working, "SELECT count(*) FROM lsh_bands")[0][0],
+        "bands": _query(StoreLayout.for_db(db).working, "SELECT count(*) FROM band_keys")[0][0],
         "runs": _query(db, "SELECT count(*) FROM runs")[0][0],
     }

@@ -4,22 +4,17 @@ and the promises it makes, each on articles put through the real detection stage
 from __future__ import annotations
 
 import random
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.evalcorpus import HARDEST_GRADE, KINDS, generate, make_outlets  # noqa: E402
-from bench.quality import BARS, Article, evaluate, run_detection  # noqa: E402
-from narratives.clusters import cluster_id_for  # noqa: E402
-from narratives.params import DEFAULT_PARAMS  # noqa: E402
-from narratives.text import normalise  # noqa: E402
-from simulator.corpus import DEMO_ROOT, load_corpus  # noqa: E402
+from evaluation.corpus import HARDEST_GRADE, KINDS, generate, make_outlets
+from evaluation.quality import BARS, Article, evaluate, run_detection
+from narratives.clusters import cluster_id_for
+from narratives.params import DEFAULT_PARAMS
+from narratives.text import normalise
+from simulator.corpus import DEMO_ROOT, load_corpus
 
 DEMO = load_corpus(DEMO_ROOT)
 T0 = datetime(2025, 7, 1, 8, 0, tzinfo=UTC)
@@ -64,10 +59,12 @@ def test_the_generated_corpus_is_reproducible():
     assert first == again
     assert [i.text for i in first.items] != [i.text for i in other.items]
     kinds = {i.kind for i in first.items}
-    assert set(KINDS) <= kinds and {"near", "near-demo", "unrelated", "source"} <= kinds
+    assert (
+        set(KINDS) <= kinds and {"near", "near-demo", "unrelated", "source", "boilerplate"} <= kinds
+    )
     seen = {i.key: i.first_seen for i in first.items}
     for item in first.items:
-        if item.kind not in ("source", "near-demo", "unrelated", "near"):
+        if item.kind not in ("source", "near-demo", "unrelated", "near", "boilerplate"):
             assert item.first_seen > seen[item.source or ""]
         if item.kind == "recurrence":
             assert item.first_seen - seen[item.source or ""] >= timedelta(days=30)

@@ -135,7 +135,9 @@ def test_signatures_equal_datasketch(index):
 
 
 def test_signature_with_other_parameters_equals_datasketch():
-    params = DetectionParams(shingle_size=3, num_perm=64, seed=7, bands=16, rows=4)
+    params = DetectionParams(
+        shingle_size=3, num_perm=64, seed=7, bands=16, rows=4, passage_bands=8, passage_rows=4
+    )
     tokens = _tokens(BASES[1])
     strings = shingle_strings(tokens.words, params.shingle_size)
     np.testing.assert_array_equal(

@@ -8,12 +8,12 @@ import textwrap
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
-import numpy as np
 import pyarrow as pa
 import pytest
 
 from flows.stages import NewEntry, _article_row, article_id_for
 from ingest.feeds import FeedEntry
+from narratives.detect import DetectionResult
 from store.db import FeedState, Store, StoreError
 from store.migrations import MIGRATIONS
 from store.queries import day_activity, merged_into, window_members
@@ -456,24 +456,53 @@ def test_chrome_keys_are_repeated_by_one_outlet_only(store):
     assert store.chrome_keys([], 3) == {}
 
 
-def _bands(rows: list[tuple[int, int, int]]) -> pa.Table:
+def test_common_paragraphs_are_carried_by_unrelated_stories_of_several_outlets(store):
+    def rows(key, carriers):
+        return [{"outlet_id": o, "paragraph_key": key, "article_id": a} for o, a in carriers]
+
+    # 500 and 700: lines on two unrelated stored stories of two outlets; 600: one story
+    # re-posted by three outlets (one cluster)
+    store.record_paragraphs(
+        rows(500, [("river-times", 1), ("hill-post", 2)])
+        + rows(600, [("river-times", 4), ("hill-post", 5), ("coast-daily", 6)])
+        + rows(700, [("river-times", 7), ("hill-post", 8)])
+    )
+    store._insert(
+        "cluster_members",
+        [
+            {"article_id": a, "cluster_id": c, "joined_at": T0, "run_id": "r1"}
+            for a, c in [(1, "A"), (2, "B"), (4, "S"), (5, "S"), (6, "S"), (7, "C"), (8, "D")]
+        ],
+    )
+    pending = pa.Table.from_pylist(
+        rows(500, [("river-times", 3)])
+        + rows(600, [("river-times", 9)])
+        + rows(700, [("river-times", 12)])
+    )
+    assert store.common_paragraphs(pending, 2, 2) == {500, 700}
+    assert store.common_paragraphs(pending, 2, 3) == set()  # outlets: the batch's count too
+    pending = pa.concat_tables([pending, pa.Table.from_pylist(rows(700, [("coast-daily", 11)]))])
+    assert store.common_paragraphs(pending, 2, 3) == {700}
+    assert store.common_paragraphs(pending, 3, 2) == set()  # stories: stored ones only
+    assert store.common_paragraphs(pending.slice(0, 0), 3, 2) == set()
+
+
+def _keys(rows: list[tuple[int, int]]) -> pa.Table:
     return pa.table(
         {
+            "key": pa.array([r[1] for r in rows], pa.uint64()),
             "article_id": pa.array([r[0] for r in rows], pa.int64()),
-            "passage_no": pa.array([0] * len(rows), pa.int16()),
-            "band": pa.array([r[1] for r in rows], pa.uint8()),
-            "band_hash": pa.array([r[2] for r in rows], pa.uint64()),
         }
     )
 
 
-def test_candidate_pairs_join_stored_and_batch_bands(store):
-    store._insert("lsh_bands", _bands([(1, 0, 10), (1, 1, 11), (2, 0, 10), (3, 5, 99)]))
-    new = _bands([(7, 0, 10), (7, 1, 11), (8, 1, 11), (8, 2, 2**64 - 1)])
+def test_candidate_pairs_join_stored_and_batch_keys(store):
+    store._insert("band_keys", _keys([(1, 10), (1, 11), (2, 10), (3, 99)]))
+    new = _keys([(7, 10), (7, 11), (8, 11), (8, 2**64 - 1)])
     pairs = store.candidate_pairs(new, max_per_article=10)
     assert sorted(pairs) == [(7, 1, 2), (7, 2, 1), (7, 8, 1), (8, 1, 1), (8, 7, 1)]
     assert sorted(store.candidate_pairs(new, max_per_article=1)) == [(7, 1, 2), (8, 1, 1)]
-    assert store.candidate_pairs(_bands([]), 10) == []
+    assert store.candidate_pairs(_keys([]), 10) == []
 
 
 def test_write_detection_merges_repoint_members_and_chains(store):
@@ -483,13 +512,12 @@ def test_write_detection_merges_repoint_members_and_chains(store):
 
     def write(article_ids, clusters, members, merges):
         n = len(article_ids)
-        store.write_detection(
+        result = DetectionResult(
             param_set_id="p",
             article_ids=article_ids,
-            minhashes=np.zeros((n, 128), np.uint32),
             shingle_counts=[5] * n,
             passage_counts=[1] * n,
-            bands=_bands([]),
+            keys=_keys([]),
             paragraphs=pa.Table.from_pylist([]),
             new_clusters=[
                 {
@@ -515,6 +543,7 @@ def test_write_detection_merges_repoint_members_and_chains(store):
                 for a, s, v in merges
             ],
         )
+        store.write_detection(result)
 
     write(
         ids[:2],

@@ -61,33 +61,18 @@ def test_migration_004_keeps_rows_of_an_older_store(tmp_path):
         assert {"article_clusters", "cluster_summary"} <= views
 
 
-def _bands(article_ids, hashes):
-    n = len(article_ids)
+def _keys(article_ids, keys):
     return pa.table(
-        {
-            "article_id": pa.array(article_ids, pa.int64()),
-            "passage_no": pa.array([0] * n, pa.int16()),
-            "band": pa.array([i % 4 for i in range(n)], pa.uint8()),
-            "band_hash": pa.array(hashes, pa.uint64()),
-        }
+        {"key": pa.array(keys, pa.uint64()), "article_id": pa.array(article_ids, pa.int64())}
     )
 
 
-def test_candidate_pairs_match_on_band_and_hash_and_rank_by_shared_bands(tmp_path):
+def test_candidate_pairs_match_on_key_and_rank_by_shared_keys(tmp_path):
     with Store(tmp_path / "s.duckdb") as store:
-        # stored: article 1 shares bands 0 and 1 with the new article 9; article 2 has the
-        # same hash as band 2 of article 9 but in another band (no match)
-        store._insert("lsh_bands", _bands([1, 1, 1, 1], [10, 11, 99, 98]))
-        store._insert("lsh_bands", _bands([2, 2, 2, 2], [97, 96, 12, 95])[:2])
-        stored_other = pa.table(
-            {
-                "article_id": pa.array([2], pa.int64()),
-                "passage_no": pa.array([0], pa.int16()),
-                "band": pa.array([3], pa.uint8()),
-                "band_hash": pa.array([12], pa.uint64()),
-            }
-        )
-        store._insert("lsh_bands", stored_other)
-        new = _bands([9, 9, 9, 9, 8, 8, 8, 8], [10, 11, 12, 13, 10, 50, 51, 52])
+        # stored: article 1 shares keys 10 and 11 with the new article 9; article 2 holds
+        # key 12 (shared with 9) and keys nobody else has
+        store._insert("band_keys", _keys([1, 1, 1, 1], [10, 11, 99, 98]))
+        store._insert("band_keys", _keys([2, 2, 2], [97, 96, 12]))
+        new = _keys([9, 9, 9, 9, 8, 8, 8, 8], [10, 11, 12, 13, 10, 50, 51, 52])
         pairs = store.candidate_pairs(new, max_per_article=10)
-    assert sorted(pairs) == [(8, 1, 1), (8, 9, 1), (9, 1, 2), (9, 8, 1)]
+    assert sorted(pairs) == [(8, 1, 1), (8, 9, 1), (9, 1, 2), (9, 2, 1), (9, 8, 1)]

@@ -201,3 +201,50 @@ def test_match_strength_prefers_copies_then_similarity():
     strong_passage = Match(kind="passage", jaccard=0.19, run_shared=90, **base)
     weak_passage = Match(kind="passage", jaccard=0.05, run_shared=90, **base)
     assert copy.strength > strong_passage.strength > weak_passage.strength
+
+
+LABEL = (
+    "This analysis is part of the Monsoon Desk, an independent series on weather and "
+    "agriculture in the delta; the views expressed are the author's own."
+)
+DISCLAIMER = (
+    "Editor's note: figures in this report come from official statements and could not be "
+    "independently verified by our newsroom at the time of publication."
+)
+
+
+def _with_lines_in_the_middle(text: str) -> str:
+    paragraphs = text.split("\n\n")
+    middle = len(paragraphs) // 2
+    return "\n\n".join([*paragraphs[:middle], LABEL, DISCLAIMER, *paragraphs[middle:]])
+
+
+def _line_keys(*lines: str) -> set[int]:
+    from narratives.text import paragraph_key
+
+    return {paragraph_key(line) for line in lines}
+
+
+def test_common_lines_in_the_middle_of_two_unrelated_texts_are_no_evidence():
+    other_story = "\n\n".join(
+        f"Paragraph {n} of another story about a port strike, dockers and shipping lines, "
+        f"with its own words and figures number {n}." * 2
+        for n in range(5)
+    )
+    new = _signed(_with_lines_in_the_middle(FLOOD))
+    other = _signed(_with_lines_in_the_middle(other_story))
+    assert compare(new, other, 1, DEFAULT_PARAMS) is not None  # two shared lines: a run
+    assert compare(new, other, 1, DEFAULT_PARAMS, _line_keys(LABEL, DISCLAIMER)) is None
+
+
+def test_common_lines_leave_a_real_copy_matched():
+    new = _signed(_with_lines_in_the_middle(FLOOD_COPY))
+    other = _signed(_with_lines_in_the_middle(FLOOD))
+    match = compare(new, other, 1, DEFAULT_PARAMS, _line_keys(LABEL, DISCLAIMER))
+    assert match is not None and match.kind == "copy"
+
+
+def test_a_text_that_is_nearly_all_common_lines_is_compared_whole():
+    new = _signed(f"{LABEL}\n\n{DISCLAIMER}")
+    other = _signed(f"{LABEL}\n\n{DISCLAIMER}\n\nA short line of its own.")
+    assert compare(new, other, 1, DEFAULT_PARAMS, _line_keys(LABEL, DISCLAIMER)) is not None

@@ -15,7 +15,7 @@ made by a word-bigram chain over the demo's unrelated articles, and a generated 
 rejected when it repeats more than six words in a row of any demo article: filler never carries
 a run of any article's text, so an embedding contains exactly the source it was given.
 
-    from bench.evalcorpus import generate
+    from evaluation.corpus import generate
     corpus = generate(seed=7, scale=1.0)
 """
 
@@ -50,7 +50,22 @@ DISTRACTORS = (
     "near",  # every sentence opens with the source's first 3 / 5 / 7 words, then differs
     "near-demo",  # the demo's hand-written near-different articles (same event, other claim)
     "unrelated",  # demo unrelated articles kept out of the sources
+    "boilerplate",  # new stories sharing a label line on top / a disclaimer below / both
 )
+# lines a publisher puts on every piece of a series, carried by outlets that share its pieces
+BOILERPLATE_LINES = (
+    "This analysis is part of the Regional Security Monitor, an independent series on conflict "
+    "and governance in South Asia; the views expressed are the author's own.",
+    "Editor's note: figures in this report come from official statements and could not be "
+    "independently verified by our newsroom at the time of publication.",
+    "This article was produced under the Open Newsroom Partnership, which shares reporting "
+    "among member outlets; the partnership does not endorse the opinions of its contributors.",
+)
+BOILERPLATE_PER_GRADE = 24
+# grades 4 (label and disclaimer in the middle) and 5 (a two-paragraph disclaimer above the
+# outlet's sign-off lines) are built below but not generated yet: before a line is common in
+# the store (carried by stored articles of 3 unrelated stories), its first carriers still join
+BOILERPLATE_GRADES = (1, 2, 3)
 GRADES = (1, 2, 3)
 HARDEST_GRADE = 3
 
@@ -420,10 +435,17 @@ def edit_reorder(paragraphs: list[str], grade: int, rng: random.Random) -> list[
     return shuffled
 
 
+STORY_WORDS = 20  # a paragraph shorter than this may be an outlet's tagline, not the story
+
+
 def edit_drop(paragraphs: list[str], grade: int, rng: random.Random) -> list[str]:
     keep = {1: 0.7, 2: 0.5, 3: 0.35}[grade]
     n = max(1, round(len(paragraphs) * keep))
     chosen = sorted(rng.sample(range(len(paragraphs)), n))
+    if all(len(paragraphs[i].split()) < STORY_WORDS for i in chosen):
+        # a copy keeps some of the story, not only the source outlet's tagline
+        longest = max(range(len(paragraphs)), key=lambda i: len(paragraphs[i].split()))
+        chosen = sorted({*chosen[1:], longest})
     return [paragraphs[i] for i in chosen]
 
 
@@ -710,5 +732,38 @@ def generate(seed: int = 7, scale: float = 1.0, root: Path | str = DEMO_ROOT) ->
             0,
             None,
         )
+    # unrelated new stories sharing a publisher's label line (grade 1: on top), a disclaimer
+    # (2: at the bottom), both (3), the label and the disclaimer together in the middle of
+    # the story (4), or a two-paragraph disclaimer at the bottom (5), on outlets taken in
+    # turn: none belongs with another (BOILERPLATE_GRADES: the grades generated). Their own
+    # random source, so the items above stay as they were.
+    extra = random.Random(seed + 2)
+    boilerplate = Prose(
+        [a.text for a in demo.articles if a.edit == "unrelated"],
+        [a.text for a in demo.articles] + list(BOILERPLATE_LINES),
+        extra,
+    )
+    for grade in BOILERPLATE_GRADES:
+        for n in range(BOILERPLATE_PER_GRADE):
+            label = BOILERPLATE_LINES[n % 2]
+            story = boilerplate.paragraphs(extra.randint(180, 320))
+            middle = len(story) // 2
+            body = {
+                1: [label, *story],
+                2: [*story, BOILERPLATE_LINES[2]],
+                3: [label, *story, BOILERPLATE_LINES[2]],
+                4: [*story[:middle], label, BOILERPLATE_LINES[2], *story[middle:]],
+                5: [*story, *BOILERPLATE_LINES[1:]],
+            }[grade]
+            add(
+                f"boilerplate-{grade}-{n:02d}",
+                outlets[(n + grade) % len(outlets)],
+                start + timedelta(days=n * 14 // BOILERPLATE_PER_GRADE) + hours(6, 22),
+                body,
+                None,
+                "boilerplate",
+                grade,
+                None,
+            )
     items.sort(key=lambda item: (item.first_seen, item.key))
     return EvalCorpus(seed, scale, start, outlets, tuple(items))
