@@ -1,13 +1,19 @@
 """Cycle throughput against the bare-extraction limit, measured in the same run.
 
     .venv/bin/python bench/cycle_throughput.py [--articles 5000] [--outlets 100] [--processes 2]
+        [--corpus heavy|light|both] [--dask]
 
-1. A synthetic corpus (bench/synthetic.py: 5,000 articles over 100 outlets, pages of 50-220 KB)
-   is served by simulators on 25 loopback addresses, in a process of their own.
-2. One cycle, end to end, without Prefect (`flows.cycle.run_cycle`): poll every feed, fetch and
-   extract every page, store, detect. Articles per second, each stage's wall time, the peak
-   memory of the cycle's process and of the whole process tree (extraction workers included).
-3. The same pages, rendered byte for byte, through trafilatura alone (`extract_article` in a
+For each corpus (heavy: pages of 50-220 KB with real-page furniture, trafilatura about 45 ms a
+page; light: the simulator's own pages, 10-20 KB, under 10 ms a page):
+1. A synthetic corpus (bench/synthetic.py: 5,000 articles over 100 outlets) is served by
+   simulators on 25 loopback addresses, in a process of their own.
+2. One cycle, end to end, without Prefect (`flows.cycle.run_cycle`) on the local process pool:
+   poll every feed; workers fetch, extract and sign every page in batches; the cycle's process
+   loads them and detects. Articles per second, each stage's wall time, peak memory, and the
+   cost of a batch (an empty batch's round trip).
+3. With --dask (last corpus only): the same cycle on a local `dask scheduler` with one, then
+   two `dask worker --nthreads 1` processes, against the local pool's figure.
+4. The same pages, rendered byte for byte, through trafilatura alone (`extract_article` in a
    process pool of the same size, started beforehand, small chunks): the bare-extraction limit.
 
 Prints figures only; never asserts on time.
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -43,9 +50,12 @@ from synthetic import (  # noqa: E402
 )
 
 from flows.cycle import run_cycle  # noqa: E402
+from ingest.batch import PageBatch, run_batch  # noqa: E402
 from ingest.config import load_outlets  # noqa: E402
-from ingest.extract import extract_article, shutdown_pool  # noqa: E402
+from ingest.extract import extract_article, shutdown_pool, worker_pool  # noqa: E402
+from narratives.params import DEFAULT_PARAMS  # noqa: E402
 from simulator.pages import article_url  # noqa: E402
+from simulator.server import OutletSimulator  # noqa: E402
 
 
 def _rss_kib(pid: int) -> int:
@@ -159,7 +169,9 @@ def bare_extraction(
     return elapsed, sum(1 for n in lengths if n)
 
 
-def the_same_pages(toml_text: str, n_outlets: int, n_articles: int) -> list[tuple[bytes, str]]:
+def the_same_pages(
+    toml_text: str, n_outlets: int, n_articles: int, light: bool = False
+) -> list[tuple[bytes, str]]:
     """Render the pages the simulators served, byte for byte (same corpus, same base URLs)."""
     corpus = synthetic_corpus(n_outlets, n_articles)
     base_of: dict[str, str] = {}
@@ -172,13 +184,155 @@ def the_same_pages(toml_text: str, n_outlets: int, n_articles: int) -> list[tupl
     for outlet in corpus.outlets:
         by_base.setdefault(base_of[outlet.slug], []).append(outlet)
     pages = []
+    kind = OutletSimulator if light else HeavyPageSimulator
     for base, outlets in by_base.items():
-        sim = HeavyPageSimulator(subcorpus(corpus, outlets))
+        sim = kind(subcorpus(corpus, outlets))
         sim._base_url = base
         for article in sim.corpus.articles:
             outlet = sim.corpus.outlet(article.outlet)
             pages.append((sim._render_article(outlet, article), article_url(base, article)))
     return pages
+
+
+def one_cycle(
+    toml: str, workdir: Path, processes: int, sim_pid: int, dask: str | None = None
+) -> tuple[float, dict]:
+    """One cycle into a new database: (articles per second, summary); prints its figures."""
+    outlets = workdir / "outlets.toml"
+    outlets.write_text(toml, encoding="utf-8")
+    config = load_outlets(outlets)
+    db = workdir / f"cycle-{uuid.uuid4().hex[:8]}.duckdb"
+    cpu_main, cpu_children = cpu_seconds(), cpu_seconds(children=True)
+    with TreeMemory(exclude=sim_pid) as memory:
+        started = time.perf_counter()
+        summary = run_cycle(
+            config,
+            str(db),
+            START + timedelta(days=1),
+            processes,
+            str(uuid.uuid4()),
+            dask_scheduler=dask,
+        )
+        elapsed = time.perf_counter() - started
+    shutdown_pool()
+    cpu_main = cpu_seconds() - cpu_main
+    cpu_workers = cpu_seconds(children=True) - cpu_children
+    n = summary.get("articles_new", 0)
+    rate = n / elapsed
+    print(
+        f"cycle: {n} new articles ({summary.get('articles_failed')} failed) in "
+        f"{elapsed:.1f} s = {rate:.1f} articles/s"
+    )
+    print(f"  stage wall seconds: {summary['seconds']}")
+    print(
+        f"  clusters new/joined/merged: {summary.get('clusters_new')}/"
+        f"{summary.get('clusters_joined')}/{summary.get('clusters_merged')}"
+    )
+    print(
+        f"  peak RSS: cycle process {peak_rss_mib():.0f} MiB; process tree (with workers) "
+        f"{memory.peak_tree / 1024:.0f} MiB (sampled every 0.2 s)"
+    )
+    workers = "(Dask workers not counted)" if dask else f"pool workers {cpu_workers:.1f}"
+    print(
+        f"  CPU seconds: {workers}, cycle process {cpu_main:.1f} "
+        f"({cpu_main / max(1, n) * 1000:.1f} ms per article: polling, handing out batches, "
+        "loading them, detection)"
+    )
+    by_role = ", ".join(f"{k} {v:.1f}" for k, v in sorted(memory.thread_cpu().items()))
+    print(f"  cycle process CPU seconds by thread: {by_role}")
+    print(f"  database: {db.stat().st_size / 2**20:.0f} MiB")
+    return rate, summary
+
+
+def bare(pages: list[tuple[bytes, str]], processes: int) -> float:
+    kb = sorted(len(body) / 1024 for body, _url in pages)
+    print(
+        f"bare extraction: the same {len(pages)} pages (KB median {kb[len(kb) // 2]:.0f}, "
+        f"mean {sum(kb) / len(kb):.0f}, max {kb[-1]:.0f})"
+    )
+    cpu_children = cpu_seconds(children=True)
+    bare_s, ok = bare_extraction(pages, processes)
+    bare_cpu = cpu_seconds(children=True) - cpu_children
+    bare_rate = len(pages) / bare_s
+    print(
+        f"  {processes} processes: {bare_s:.1f} s = {bare_rate:.1f} pages/s "
+        f"({bare_s * processes / len(pages) * 1000:.1f} ms per page per process; "
+        f"{ok} gave text); worker CPU {bare_cpu:.1f} s "
+        f"({bare_cpu / len(pages) * 1000:.1f} ms per page)"
+    )
+    return bare_rate
+
+
+class DaskCluster:
+    """`dask scheduler` and `dask worker --nthreads 1` processes on 127.0.0.1 (this venv's)."""
+
+    def __init__(self) -> None:
+        from flows.server import free_port
+
+        self.port = free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.dir = Path(tempfile.mkdtemp(prefix="narratrace-dask-", dir="/tmp"))
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self._start("scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard")
+
+    def _start(self, *args: str) -> None:
+        self.processes.append(
+            subprocess.Popen(
+                [str(Path(sys.executable).parent / "dask"), *args],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd=self.dir,
+            )
+        )
+
+    def add_worker(self) -> None:
+        from distributed import Client
+
+        n = len(self.processes)
+        self._start(
+            "worker", self.address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
+            "--host", "127.0.0.1", "--local-directory", str(self.dir / f"w{n}"),
+        )  # fmt: skip
+        with Client(self.address, timeout=60, set_as_default=False) as client:
+            client.wait_for_workers(n, timeout=120)
+            client.run(lambda: __import__("ingest.batch"))  # import trafilatura beforehand
+
+    def close(self) -> None:
+        for process in reversed(self.processes):
+            process.terminate()
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _empty_batch() -> PageBatch:
+    from ingest.config import FetchSettings
+
+    return PageBatch("empty", 0, (), FetchSettings(), DEFAULT_PARAMS)
+
+
+def batch_cost(dask: str | None, processes: int, n: int = 200) -> float:
+    """Mean milliseconds of an empty batch's round trip, one at a time: what handing out a
+    batch and taking its Arrow result back costs, whatever the pages."""
+    batch = _empty_batch()
+    if dask is None:
+        pool = worker_pool(processes)
+        pool.submit(run_batch, batch).result()
+        started = time.perf_counter()
+        for _ in range(n):
+            pool.submit(run_batch, batch).result()
+        return (time.perf_counter() - started) / n * 1000
+    from distributed import Client
+
+    with Client(dask, set_as_default=False) as client:
+        client.submit(run_batch, batch, pure=False).result()
+        started = time.perf_counter()
+        for _ in range(n):
+            client.submit(run_batch, batch, pure=False).result()
+        return (time.perf_counter() - started) / n * 1000
 
 
 def main() -> None:
@@ -187,77 +341,56 @@ def main() -> None:
     parser.add_argument("--outlets", type=int, default=100)
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--hosts", type=int, default=25)
+    parser.add_argument(
+        "--corpus", choices=["heavy", "light", "both"], default="both", help="page weight"
+    )
+    parser.add_argument(
+        "--dask",
+        action="store_true",
+        help="also run the cycle on a local Dask scheduler with 1, then 2 one-thread workers "
+        "(on the last corpus)",
+    )
     args = parser.parse_args()
     print(machine())
-    print(
-        f"corpus: {args.articles} articles, {args.outlets} outlets on {args.hosts} loopback "
-        f"hosts; extraction processes: {args.processes}"
-    )
-    sim = SimulatorProcess(args.outlets, args.articles, args.hosts)
-    print(f"simulators ready in {sim.startup_seconds:.1f} s (corpus built, pages rendered)")
-    workdir = Path(tempfile.mkdtemp(prefix="narratrace-bench-", dir="/tmp"))
-    try:
-        outlets = workdir / "outlets.toml"
-        outlets.write_text(sim.toml, encoding="utf-8")
-        config = load_outlets(outlets)
-        db = workdir / "cycle.duckdb"
-        cpu_main, cpu_children = cpu_seconds(), cpu_seconds(children=True)
-        with TreeMemory(exclude=sim.pid) as memory:
-            started = time.perf_counter()
-            summary = run_cycle(
-                config, str(db), START + timedelta(days=1), args.processes, str(uuid.uuid4())
+    corpora = ["heavy", "light"] if args.corpus == "both" else [args.corpus]
+    ratios = {}
+    for corpus in corpora:
+        light = corpus == "light"
+        print(
+            f"\n== {corpus} pages: {args.articles} articles, {args.outlets} outlets on "
+            f"{args.hosts} loopback hosts; worker processes: {args.processes}"
+        )
+        sim = SimulatorProcess(args.outlets, args.articles, args.hosts, light=light)
+        print(f"simulators ready in {sim.startup_seconds:.1f} s (corpus built, pages rendered)")
+        workdir = Path(tempfile.mkdtemp(prefix="narratrace-bench-", dir="/tmp"))
+        try:
+            print(f"-- local pool ({args.processes} processes)")
+            rate, _summary = one_cycle(sim.toml, workdir, args.processes, sim.pid)
+            cost = batch_cost(None, args.processes)
+            print(f"  cost per batch (empty batch round trip): {cost:.2f} ms")
+            shutdown_pool()
+            if args.dask and corpus == corpora[-1]:
+                cluster = DaskCluster()
+                try:
+                    for workers in (1, 2):
+                        cluster.add_worker()
+                        print(f"-- Dask: scheduler and {workers} one-thread worker(s) on 127.0.0.1")
+                        dask_rate, _ = one_cycle(sim.toml, workdir, 1, sim.pid, cluster.address)
+                        cost = batch_cost(cluster.address, 1)
+                        print(f"  cost per batch (empty batch round trip): {cost:.2f} ms")
+                        print(f"  Dask ({workers} workers) / local pool: {dask_rate / rate:.2f}")
+                finally:
+                    cluster.close()
+            requests, sim_cpu = sim.stop()
+            print(f"  simulators (another process): {requests} requests, {sim_cpu:.1f} CPU s")
+            bare_rate = bare(
+                the_same_pages(sim.toml, args.outlets, args.articles, light), args.processes
             )
-            elapsed = time.perf_counter() - started
-        shutdown_pool()
-        cpu_main = cpu_seconds() - cpu_main
-        cpu_workers = cpu_seconds(children=True) - cpu_children
-        requests, sim_cpu = sim.stop()
-        n = summary.get("articles_new", 0)
-        rate = n / elapsed
-        print(
-            f"cycle: {n} new articles ({summary.get('articles_failed')} failed) in "
-            f"{elapsed:.1f} s = {rate:.1f} articles/s"
-        )
-        print(f"  stage wall seconds: {summary['seconds']}")
-        print(
-            f"  clusters new/joined/merged: {summary.get('clusters_new')}/"
-            f"{summary.get('clusters_joined')}/{summary.get('clusters_merged')}"
-        )
-        print(
-            f"  peak RSS: cycle process {peak_rss_mib():.0f} MiB; process tree (with extraction "
-            f"workers) {memory.peak_tree / 1024:.0f} MiB (sampled every 0.2 s)"
-        )
-        print(
-            f"  simulators (another process): {requests} requests, {sim_cpu:.1f} CPU s "
-            f"({sim_cpu / elapsed:.0%} of one core over the cycle)"
-        )
-        print(
-            f"  CPU seconds: extraction workers {cpu_workers:.1f} "
-            f"({cpu_workers / max(1, n) * 1000:.1f} ms per article), cycle process "
-            f"{cpu_main:.1f} (polling, fetching, storing, detection)"
-        )
-        by_role = ", ".join(f"{k} {v:.1f}" for k, v in sorted(memory.thread_cpu().items()))
-        print(f"  cycle process CPU seconds by thread: {by_role}")
-        print(f"  database: {db.stat().st_size / 2**20:.0f} MiB")
-        pages = the_same_pages(sim.toml, args.outlets, args.articles)
-        kb = sorted(len(body) / 1024 for body, _url in pages)
-        print(
-            f"bare extraction: the same {len(pages)} pages (KB median {kb[len(kb) // 2]:.0f}, "
-            f"mean {sum(kb) / len(kb):.0f}, max {kb[-1]:.0f})"
-        )
-        cpu_children = cpu_seconds(children=True)
-        bare_s, ok = bare_extraction(pages, args.processes)
-        bare_cpu = cpu_seconds(children=True) - cpu_children
-        bare_rate = len(pages) / bare_s
-        print(
-            f"  {args.processes} processes: {bare_s:.1f} s = {bare_rate:.1f} pages/s "
-            f"({bare_s * args.processes / len(pages) * 1000:.1f} ms per page per process; "
-            f"{ok} gave text); worker CPU {bare_cpu:.1f} s "
-            f"({bare_cpu / len(pages) * 1000:.1f} ms per page)"
-        )
-        print(f"cycle / bare-extraction limit: {rate / bare_rate:.2f}")
-    finally:
-        shutil.rmtree(workdir)  # the database and its band index folder
+            ratios[corpus] = rate / bare_rate
+            print(f"cycle / bare-extraction limit ({corpus}): {ratios[corpus]:.2f}")
+        finally:
+            shutil.rmtree(workdir)  # the databases and their band index folders
+    print("\n" + ", ".join(f"{c}: cycle / bare extraction {r:.2f}" for c, r in ratios.items()))
 
 
 if __name__ == "__main__":

@@ -299,13 +299,15 @@ def subcorpus(corpus: DemoCorpus, outlets: list[DemoOutlet]) -> DemoCorpus:
     )
 
 
-def host_simulators(corpus: DemoCorpus, hosts: int) -> list[OutletSimulator]:
+def host_simulators(corpus: DemoCorpus, hosts: int, light: bool = False) -> list[OutletSimulator]:
     """One simulator per loopback address 127.0.0.2 .. 127.0.0.(hosts+1), outlets dealt
-    round-robin; every clock is at the corpus's end, so every article is released."""
+    round-robin; every clock is at the corpus's end, so every article is released. `light`:
+    the simulator's own pages (its site chrome, no heavy furniture: 10-20 KB)."""
     sims: list[OutletSimulator] = []
+    kind = OutletSimulator if light else HeavyPageSimulator
     for h in range(hosts):
         part = subcorpus(corpus, list(corpus.outlets[h::hosts]))
-        sim = HeavyPageSimulator(part, host=f"127.0.0.{h + 2}")
+        sim = kind(part, host=f"127.0.0.{h + 2}")
         sim.start()
         sim.release_all()
         sims.append(sim)
@@ -320,9 +322,9 @@ def outlets_toml(sims: list[OutletSimulator], fetch: str = "") -> str:
     return "\n".join(parts)
 
 
-def _serve(n_outlets: int, n_articles: int, hosts: int, conn: Any) -> None:
+def _serve(n_outlets: int, n_articles: int, hosts: int, light: bool, conn: Any) -> None:
     corpus = synthetic_corpus(n_outlets, n_articles)
-    sims = host_simulators(corpus, hosts)
+    sims = host_simulators(corpus, hosts, light)
     # render every page before the clock starts, as a remote site would have them ready
     for sim in sims:
         for article in sim.corpus.articles:
@@ -342,11 +344,11 @@ class SimulatorProcess:
     `toml` is the outlets file; `stop()` returns (requests served, CPU seconds spent serving
     them, the corpus building and page rendering before the first request left out)."""
 
-    def __init__(self, n_outlets: int, n_articles: int, hosts: int = 25):
+    def __init__(self, n_outlets: int, n_articles: int, hosts: int = 25, light: bool = False):
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(
-            target=_serve, args=(n_outlets, n_articles, hosts, child), daemon=True
+            target=_serve, args=(n_outlets, n_articles, hosts, light, child), daemon=True
         )
         started = time.perf_counter()
         self._proc.start()

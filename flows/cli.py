@@ -33,6 +33,7 @@ from flows.cycle import CycleInterrupted, cycle_flow, report_flow, run_cycle  # 
 from ingest.config import (  # noqa: E402
     ConfigError,
     check_cron,
+    check_scheduler,
     load_outlets,
     outlets_json_schema,
     parse_outlets,
@@ -82,6 +83,15 @@ DbOpt = Annotated[
         envvar="NARRATRACE_DB",
         help="The DuckDB file analysts open (the published catalog); the pipeline keeps its "
         "own working files in the folder PATH.data beside it.",
+    ),
+]
+DaskOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dask-scheduler",
+        help="Fetch, extract and sign pages on the workers of this Dask scheduler "
+        "(tcp://HOST:PORT); default: the outlets file's [cluster] scheduler, else the local "
+        "process pool (--processes).",
     ),
 ]
 NarrativesOpt = Annotated[
@@ -182,6 +192,7 @@ def run(
             "to disk or, when it cannot, the cycle fails."
         ),
     ] = DEFAULT_MEMORY_LIMIT,
+    dask_scheduler: DaskOpt = None,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = 0,
 ) -> None:
@@ -192,6 +203,7 @@ def run(
             "use `narratrace run --once` for one cycle, or `narratrace serve` for a schedule"
         )
     config = _load(outlets)
+    dask_scheduler = _scheduler(dask_scheduler)
     with _progress() as progress, _signal_noted():
         if no_prefect:
             import uuid
@@ -204,13 +216,27 @@ def run(
                 str(uuid.uuid4()),
                 progress=progress,
                 memory_limit=memory_limit,
+                dask_scheduler=dask_scheduler,
             )
         else:
             flows.cycle.progress_sink = progress
             summary = cycle_flow(
-                str(outlets), str(db), processes=processes, memory_limit=memory_limit
+                str(outlets),
+                str(db),
+                processes=processes,
+                memory_limit=memory_limit,
+                dask_scheduler=dask_scheduler,
             )
     _print_summary(summary, db)
+
+
+def _scheduler(address: str | None) -> str | None:
+    if address is None:
+        return None
+    try:
+        return check_scheduler(address)
+    except ValueError as exc:
+        raise _fail(f"--dask-scheduler: {exc}") from None
 
 
 @contextmanager
@@ -337,6 +363,7 @@ def serve(
             "free port.",
         ),
     ] = None,
+    dask_scheduler: DaskOpt = None,
     verbose: VerboseOpt = 0,
     quiet: QuietOpt = 0,
 ) -> None:
@@ -364,6 +391,7 @@ def serve(
             check_cron(report_cron)
         except ValueError as exc:
             raise _fail(f"--report-cron: {exc}") from None
+    dask_scheduler = _scheduler(dask_scheduler)
     overrides = {"feeds_interval_minutes": interval_minutes, "report_cron": report_cron}
     try:
         config = load_outlets(outlets)
@@ -400,6 +428,7 @@ def serve(
                     "outlets_path": str(outlets.resolve()),
                     "db_path": str(db.absolute()),
                     "processes": processes,
+                    "dask_scheduler": dask_scheduler,
                 },
             )
             daily = report_flow.to_deployment(

@@ -24,6 +24,7 @@ from prefect.exceptions import TerminationSignal
 from prefect.runtime import deployment, flow_run
 
 from flows import reporting, stages
+from flows.distribute import DaskWorkers, LocalWorkers, Workers
 from flows.prefect_env import stop_prefect_threads_at_exit
 from flows.progress import Progress
 from ingest.config import OutletsConfig, load_outlets
@@ -94,6 +95,7 @@ def fetch_and_extract_task(
     *,
     progress: Progress | None = None,
     deadline: float | None = None,
+    workers: Workers | None = None,
 ) -> stages.IngestOutcome:
     return stages.fetch_and_extract(
         config,
@@ -106,6 +108,7 @@ def fetch_and_extract_task(
         recent,
         progress=progress,
         deadline=deadline,
+        workers=workers,
     )
 
 
@@ -173,23 +176,33 @@ def run_cycle(
     progress: Progress | None = None,
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
     network: Network | None = None,
+    dask_scheduler: str | None = None,
 ) -> dict[str, Any]:
     """The cycle's body: poll -> fetch and extract -> store -> detect -> publish, with the run
     recorded in `runs` (completed, failed with the error, or interrupted). With
     `prefect_tasks` (inside `cycle_flow`) each stage runs as a Prefect task; otherwise nothing
     here touches Prefect. The summary holds the run's counts and `seconds`, the wall time of
-    each stage. `network` stands in for DNS and routing (tests)."""
+    each stage. `network` stands in for DNS and routing (tests). The pages are fetched,
+    extracted and signed by the local process pool of `processes`, or by the workers of the
+    Dask scheduler at `dask_scheduler` (default: the outlets file's [cluster] scheduler)."""
     calls = PREFECT_STAGES if prefect_tasks else PLAIN_STAGES
     as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
     deadline = time.monotonic() + config.schedule.cycle_budget_seconds
     seconds: dict[str, float] = {}
     counts: dict[str, int] = {}
-    store, layout = open_working_store(db_path, memory_limit)
+    scheduler = dask_scheduler or config.cluster.scheduler
+    workers: Workers = DaskWorkers(scheduler) if scheduler else LocalWorkers(processes)
+    try:
+        store, layout = open_working_store(db_path, memory_limit)
+    except BaseException:
+        workers.close()
+        raise
     try:
         with Fetcher(config.fetch, network=network) as fetcher:
             store.begin_run(run_id, as_of, config.source)
             try:
-                start_pool(processes)  # workers get ready while the feeds are polled
+                if not scheduler:
+                    start_pool(processes)  # workers get ready while the feeds are polled
                 started = time.perf_counter()
                 poll = calls.poll(
                     config, store, fetcher, run_id, as_of, progress=progress, deadline=deadline
@@ -216,6 +229,7 @@ def run_cycle(
                     recent,
                     progress=progress,
                     deadline=deadline,
+                    workers=workers,
                 )
                 seconds["fetch_extract"] = time.perf_counter() - started
                 counts.update(
@@ -260,6 +274,7 @@ def run_cycle(
         seconds["publish"] = time.perf_counter() - started
     finally:
         store.close()
+        workers.close()
     rounded = {stage: round(value, 3) for stage, value in seconds.items()}
     return {"run_id": run_id, "as_of": as_of.isoformat(), **counts, "seconds": rounded}
 
@@ -339,6 +354,7 @@ def cycle_flow(
     as_of: datetime | None = None,
     processes: int = 1,
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    dask_scheduler: str | None = None,
 ) -> dict[str, Any]:
     """Poll every feed in the outlets file, fetch and extract new articles, detect narratives,
     store everything in the DuckDB file and publish the analysts' catalog."""
@@ -357,6 +373,7 @@ def cycle_flow(
             prefect_tasks=True,
             progress=progress,
             memory_limit=memory_limit,
+            dask_scheduler=dask_scheduler,
         )
     except BaseException as exc:
         if served:  # the one line a served cycle prints (Prefect logs the details)

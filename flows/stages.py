@@ -11,19 +11,27 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import xxhash
 
+from flows.distribute import STREAMS_PER_SLOT, LocalWorkers, Workers, plan_streams
 from flows.progress import Progress, no_progress
+from ingest.batch import (
+    BatchPage,
+    PageBatch,
+    PageOutcome,
+    batch_id_for,
+    host_key,
+    read_result,
+)
 from ingest.config import FetchSettings, Outlet, OutletsConfig, ScheduleSettings
-from ingest.extract import Extracted, PageToExtract, extract_stream
+from ingest.extract import Extracted
 from ingest.feeds import FeedEntry, parse_feed
 from ingest.http import Fetcher, FetchRequest, FetchResult
 from narratives import detect as detection
-from narratives.detect import DetectOutcome, SignedTexts, StageClock
+from narratives.detect import ClusteringKey, DetectOutcome, SignedTexts, StageClock, clustering_key
 from narratives.params import DetectionParams
 from narratives.text import fingerprint, word_count
 from store.db import EntryRecord, FeedState, Store
@@ -36,7 +44,6 @@ FEED_ACCEPT = (
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 MIN_FALLBACK_WORDS = 30  # feed text shorter than this is a teaser, not an article
 DETECT_BATCH = detection.DETECT_BATCH  # articles signed, matched and written together
-PAGES_PER_TASK = 4  # pages handed to an extraction process at once
 DUE_SLACK = timedelta(minutes=1)  # a feed or entry due this soon is due now (cycles drift)
 RATE_SAMPLE = 10  # a feed's publishing rate is measured on its newest entries, this many
 
@@ -470,19 +477,6 @@ def _page_metadata(entry: FeedEntry, doc: Extracted) -> dict[str, object]:
     }
 
 
-ClusteringKey = tuple[datetime, bool, datetime, int]
-
-
-def _clustering_key(
-    first_seen_at: datetime, published_at: datetime | None, article_id: int
-) -> ClusteringKey:
-    """Where an article falls in the order detection sees it in (the order of
-    `Store.articles_to_sign`: first_seen_at, published_at NULLS LAST, article id)."""
-    return (first_seen_at, published_at is None, published_at or _NO_DATE, article_id)
-
-
-_NO_DATE = datetime(1970, 1, 1, tzinfo=UTC)
-
 Finished = tuple[dict[str, object] | None, dict[str, object] | None]  # article row, entry update
 
 
@@ -499,6 +493,7 @@ class _InClusteringOrder:
         self._finished: dict[int, Finished] = {}
         self._sequence: list[int] | None = None
         self._next = 0
+        self.last_key: ClusteringKey | None = None  # of the last entry handed on
 
     def fetch_order(self) -> list[int]:
         """Entry indexes: the undated ones first, then the dated ones in clustering order."""
@@ -524,6 +519,7 @@ class _InClusteringOrder:
             self._sequence = sorted(range(len(self._entries)), key=self._key)
         ready: list[Finished] = []
         while self._next < len(self._sequence) and self._sequence[self._next] in self._finished:
+            self.last_key = self._key(self._sequence[self._next])
             done = self._finished.pop(self._sequence[self._next])
             self._next += 1
             if done != (None, None):
@@ -536,18 +532,17 @@ class _InClusteringOrder:
         row = self._finished.get(index, (None, None))[0]
         if published is None and row is not None:
             published = row["published_at"]  # type: ignore[assignment]
-        return _clustering_key(due.first_seen_at, published, self._ids[index])
+        return clustering_key(due.first_seen_at, published, self._ids[index])
 
 
 class _StoreWriter:
-    """Stores article rows with their entries' updates, and fetch records, on a thread of its
-    own, and, given detection parameters, detects each full batch of DETECT_BATCH articles as
-    soon as it is stored, while the pages after it are still being fetched and extracted.
-    Rows arrive in clustering order, so the batches are the ones `detect` would form after
-    the stage, and the result is the same; the last partial batch is left to the detect
-    stage. The store is used by this thread alone until `close()`."""
-
-    CHUNK = 200  # entries stored together
+    """The one writer: loads each batch of pages from the workers (its articles, its entries'
+    new status and its fetch records) in one transaction under the batch's id, on a thread of
+    its own, and, given detection parameters, detects each full batch of DETECT_BATCH
+    articles as soon as every article sorting before it is stored, while later pages are
+    still being fetched and extracted. The batches are then the ones `detect` would form
+    after the stage, and the result is the same; the last partial batch is left to the
+    detect stage. The store is used by this thread alone until `close()`."""
 
     def __init__(
         self,
@@ -562,60 +557,50 @@ class _StoreWriter:
         self._as_of = as_of
         self._params = params
         self._recent = recent if recent is not None else SignedTexts()
-        # ("log", rows) or ("entries", (article rows, entry updates)); None ends the thread
-        self._queue: queue.SimpleQueue[tuple[str, Any] | None] = queue.SimpleQueue()
-        self._rows: list[dict[str, object]] = []
-        self._updates: list[dict[str, object]] = []
-        self._log: list[dict[str, object]] = []
+        self._queue: queue.SimpleQueue[_Loaded | None] = queue.SimpleQueue()
         self._error: BaseException | None = None
         self.articles_new = 0
+        self.batches_again = 0  # batches delivered a second time (nothing loaded)
         self.detected = DetectOutcome()
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
 
-    def add(self, finished: list[Finished], log_row: dict[str, object] | None) -> None:
+    def load(self, loaded: _Loaded) -> None:
         if self._error is not None:
             raise RuntimeError("storing articles failed") from self._error
-        for row, update in finished:
-            if row is not None:
-                self._rows.append(row)
-            if update is not None:
-                self._updates.append(update)
-        if log_row is not None:
-            self._log.append(log_row)
-        if len(self._updates) >= self.CHUNK:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._log:
-            self._queue.put(("log", self._log))
-            self._log = []
-        if self._updates or self._rows:
-            self._queue.put(("entries", (self._rows, self._updates)))
-            self._rows, self._updates = [], []
+        self._queue.put(loaded)
 
     def close(self) -> None:
         """Store what is left, wait for the thread, and raise whatever stopped it."""
         if self._thread.is_alive():
-            self._flush()
             self._queue.put(None)
             self._thread.join()
         if self._error is not None:
             raise self._error
 
     def _run(self) -> None:
-        unsigned = 0
+        ready = 0  # articles whose predecessors in clustering order are all stored
         try:
             while (item := self._queue.get()) is not None:
-                kind, payload = item
-                if kind == "log":
-                    self._store.log_fetches(payload)
-                    continue
-                rows, updates = payload
-                added = self._store.finish_entries(rows, updates)
-                self.articles_new += added
-                unsigned += added
-                if self._params is not None and unsigned >= DETECT_BATCH:
+                if item.batch_id is not None:
+                    added = self._store.load_batch(
+                        item.batch_id,
+                        self._run_id,
+                        item.worker,
+                        item.pages,
+                        item.rows,
+                        item.updates,
+                        item.log,
+                    )
+                    if added is None:
+                        self.batches_again += 1
+                        log.info("batch %s was loaded before: left as it is", item.batch_id)
+                    else:
+                        self.articles_new += added
+                elif item.rows or item.updates:
+                    self.articles_new += self._store.finish_entries(item.rows, item.updates)
+                ready += item.ready
+                if self._params is not None and ready >= DETECT_BATCH:
                     found = detect(
                         self._store,
                         self._run_id,
@@ -623,11 +608,28 @@ class _StoreWriter:
                         self._params,
                         full_batches_only=True,
                         recent=self._recent,
+                        until=item.until,
                     )
                     self.detected.add(found)
-                    unsigned = max(0, unsigned - found.articles_signed)
+                    ready = max(0, ready - found.articles_signed)
         except BaseException as exc:  # reported by close() on the stage's thread
             self._error = exc
+
+
+@dataclass
+class _Loaded:
+    """What the writer loads in one transaction: a batch from a worker (with its id), or
+    (no id) entries finished without a fetch. `ready`: articles newly complete in clustering
+    order, up to the key `until`."""
+
+    batch_id: str | None
+    worker: str
+    pages: int
+    rows: list[dict[str, object]]
+    updates: list[dict[str, object]]
+    log: list[dict[str, object]]
+    ready: int
+    until: ClusteringKey | None
 
 
 def _retryable(page: FetchResult) -> bool:
@@ -649,22 +651,22 @@ def fetch_and_extract(
     *,
     progress: Progress | None = None,
     deadline: float | None = None,
+    workers: Workers | None = None,
 ) -> IngestOutcome:
     """Fetch the page of every recorded entry that is due (new entries, and failed pages
     whose retry time has come; at most `max_pages_per_feed` per feed, the rest wait for later
-    cycles; none on a host that asked to wait) and extract it as it arrives (fetching
-    overlaps the extraction pool, and only a few page bodies are held at once). A page that
+    cycles; none on a host that asked to wait), extract and sign it: in batches of pages that
+    `workers` run (default: the local process pool of `processes`; `flows.distribute`), each
+    batch's result loaded by one writer in one transaction under the batch's id. A page that
     fails falls back to the feed's text when that is a full article; else its entry is tried
     again in a later cycle (exponential backoff with jitter, at least any Retry-After) up to
     `max_attempts_per_article`, and after that it is stored from the feed's title and teaser
-    (`text_source = 'feed-only'`). Every attempt is recorded; articles are stored
-    (idempotently) in clustering order as they are ready, each with its entry's new status in
-    one transaction. Past `deadline` (time.monotonic()) no further page is fetched and the
-    entries left stay pending. With `params` and an extraction pool (processes > 1), full
-    batches of articles are detected while later pages are still being extracted, on the
-    core the pool leaves; `outcome.detected` counts them and `detect` finishes the rest (pass
-    both the same `recent` so texts signed for one batch are not tokenised again for the
-    next)."""
+    (`text_source = 'feed-only'`). Every attempt is recorded. Past `deadline`
+    (time.monotonic()) no further batch is sent and no further page fetched; the entries
+    left stay pending. With `params`, the workers sign the texts (offered to detection
+    through `recent`), and with more than one worker, full batches of articles are detected
+    while later pages are still being worked on; `outcome.detected` counts them and `detect`
+    finishes the rest (pass both the same `recent`)."""
     progress = progress or no_progress
     settings = config.fetch
     due_by = as_of + DUE_SLACK
@@ -677,106 +679,116 @@ def fetch_and_extract(
         if _host(record.url) not in waiting
     ]
     order = _InClusteringOrder(entries)
-    fetch_order = order.fetch_order()
-    requests = [FetchRequest(entries[i].new.entry.url) for i in fetch_order]
-    fetched: dict[int, FetchResult] = {}
-    sizes: dict[int, int] = {}
-    finished: set[int] = set()
-    host_waits: list[dict[str, object]] = []
-    tasks = max(2, processes) * 3  # extraction tasks in flight, PAGES_PER_TASK pages each
-    window = tasks * PAGES_PER_TASK
-    outcome = IngestOutcome()
-    writer = _StoreWriter(store, run_id, as_of, params if processes > 1 else None, recent)
-
-    def finish(i: int, doc: Extracted | None, error: str | None) -> None:
-        due, page, size = entries[i], fetched[i], sizes[i]
-        new, attempts = due.new, due.attempts + 1
-        update: dict[str, object] = {
-            "entry_id": due.entry_id,
-            "status": "stored",
-            "attempts": attempts,
-            "last_attempt_at": as_of,
-        }
-        row: dict[str, object] | None = None
-        if doc is not None:
-            row = _article_row(new, run_id, due.first_seen_at, doc.text, "page")
-            page_words = int(row["word_count"])  # type: ignore[call-overload]
-            feed_text = new.entry.content
-            # a text has fewer words than characters: most feed teasers need no counting
-            if len(feed_text) > 1.5 * page_words and word_count(feed_text) > 1.5 * page_words:
-                # a paywalled or truncated page: the feed carries the full text
-                row = _article_row(new, run_id, due.first_seen_at, feed_text, "feed")
-            row.update(_page_metadata(new.entry, doc))
-            log_row = _log_row(run_id, as_of, "article", new.outlet_id, page, "ok", size=size)
-        else:
-            error_kind = page.error_kind if not page.ok else "terminal"
-            update.update(last_error=error, last_error_kind=error_kind)
-            fallback = new.entry.best_text
-            outcome_name = "error"
-            if word_count(fallback) >= MIN_FALLBACK_WORDS:
-                row = _article_row(new, run_id, due.first_seen_at, fallback, "feed")
-                outcome.fallbacks += 1
-                outcome_name = "fallback"
-            elif _retryable(page) and attempts < settings.max_attempts_per_article:
-                wait = backoff_delay(
-                    settings.retry_delay_minutes,
-                    attempts,
-                    settings.max_backoff_minutes,
-                    page.retry_after,
-                )
-                update.update(status="pending", next_attempt_at=as_of + wait)
-                outcome.articles_failed += 1
-            else:
-                tried = (
-                    f"page failed in {attempts} cycles" if _retryable(page) else "no usable page"
-                )
-                update["reason"] = f"{tried}: {error}"
-                text = feed_only_text(new.entry)
-                if text:
-                    row = _article_row(new, run_id, due.first_seen_at, text, "feed-only")
-                    update["status"] = "feed-only"
-                    outcome.articles_feed_only += 1
-                else:
-                    update["status"] = "failed"
-                    update["reason"] = f"{tried} and the feed gives no text: {error}"
-                    outcome.articles_failed += 1
-            log_row = _log_row(
-                run_id, as_of, "article", new.outlet_id, page, outcome_name, error, error_kind, size
+    index_of = {due.entry_id: i for i, due in enumerate(entries)}
+    workers = workers or LocalWorkers(processes)
+    slots = workers.slots
+    pages = [
+        BatchPage(entries[i].entry_id, entries[i].new.entry.url, entries[i].new.outlet_id)
+        for i in order.fetch_order()
+    ]
+    chrome: dict[str, set[int]] = {}
+    if params is not None and pages:
+        chrome = store.chrome_keys({p.outlet_id for p in pages}, params.chrome_min_articles)
+    stop_at = None if deadline is None else time.time() + (deadline - time.monotonic())
+    planned = plan_streams(pages, slots * STREAMS_PER_SLOT, settings, config.cluster.batch_pages)
+    streams = [
+        [
+            PageBatch(
+                batch_id=batch_id_for(
+                    run_id,
+                    [(p.entry_id, entries[index_of[p.entry_id]].attempts) for p in part.pages],
+                ),
+                stream=number,
+                pages=part.pages,
+                settings=part.settings,
+                params=params,
+                chrome={o: frozenset(chrome.get(o, ())) for o in {p.outlet_id for p in part.pages}},
+                stop_at=stop_at,
+                network=fetcher.network,
             )
-        if row is not None:
-            update["article_id"] = row["article_id"]
-        writer.add(order.finish(i, row, update), log_row)
-        finished.add(i)
-        progress("articles", len(finished), len(entries))
+            for part in stream
+        ]
+        for number, stream in enumerate(planned)
+    ]
+    total_batches = sum(len(stream) for stream in streams)
+    outcome = IngestOutcome()
+    detect_params = params if slots > 1 else None
+    writer = _StoreWriter(store, run_id, as_of, detect_params, recent)
+    host_waits: list[dict[str, object]] = []
+    finished = 0
+    batches_done = 0
+    seen: set[str] = set()
+    failed_seconds: dict[str, float] = {}  # per host, over the batches so far
+    held_until: dict[str, float] = {}
 
-    def pages() -> Iterator[PageToExtract]:
-        with _fetching(fetcher, requests, PAGE_ACCEPT, window) as results:
-            for done, (position, page) in enumerate(results, start=1):
-                index = fetch_order[position]
-                sizes[index] = len(page.body)
-                fetched[index] = replace(page, body=b"")
-                if page.retry_after is not None:
-                    host_waits.append(_host_wait(page, as_of, settings.max_backoff_minutes))
-                if page.ok:
-                    yield PageToExtract(str(index), page.body, page.final_url, page.content_type)
-                else:
-                    finish(index, None, page.error)
-                if deadline is not None and time.monotonic() > deadline and done < len(requests):
-                    outcome.budget_exhausted = True
-                    return  # no further fetch starts; those in flight are dropped
+    def prepare(batch: PageBatch) -> PageBatch:
+        """What the batches before it learned of its hosts (budget spent, Retry-After)."""
+        hosts = {host_key(p.url) for p in batch.pages}
+        return replace(
+            batch,
+            failed_seconds={h: failed_seconds[h] for h in hosts if h in failed_seconds},
+            held_until={h: held_until[h] for h in hosts if h in held_until},
+        )
 
     try:
-        for key, doc, error in extract_stream(pages(), processes, tasks, PAGES_PER_TASK):
-            finish(int(key), doc, error)
+        for batch, data in workers.run(streams, deadline, prepare):
+            if batch.batch_id in seen:  # delivered again: the writer would skip it too
+                log.info("batch %s delivered again: left as it is", batch.batch_id)
+                continue
+            seen.add(batch.batch_id)
+            batches_done += 1
+            loaded = _Loaded(None, "", len(batch.pages), [], [], [], 0, None)
+            results: list[PageOutcome] = []
+            if data is not None:
+                done = read_result(data, params or DetectionParams())
+                loaded.batch_id, loaded.worker, results = batch.batch_id, done.worker, done.pages
+                for host, seconds in done.failed_seconds.items():
+                    failed_seconds[host] = max(seconds, failed_seconds.get(host, 0.0))
+                for host, until in done.held_until.items():
+                    held_until[host] = max(until, held_until.get(host, 0.0))
+            left = {p.entry_id for p in batch.pages} - {r.entry_id for r in results if r.fetched}
+            for result in results:
+                if not result.fetched:
+                    continue
+                i = index_of[result.entry_id]
+                row, update, log_row = _finished_entry(
+                    entries[i], result, run_id, as_of, settings, outcome
+                )
+                if result.result.retry_after is not None:
+                    host_waits.append(
+                        _host_wait(result.result, as_of, settings.max_backoff_minutes)
+                    )
+                if (
+                    row is not None
+                    and row["text_source"] == "page"
+                    and result.signed is not None
+                    and recent is not None
+                ):
+                    recent.offer(
+                        entries[i].entry_id, result.signed, result.short_keys, result.applied_chrome
+                    )
+                loaded.log.append(log_row)
+                for done_row, _update in order.finish(i, row, update):
+                    loaded.ready += done_row is not None
+                if row is not None:
+                    loaded.rows.append(row)
+                loaded.updates.append(update)
+                finished += 1
+                progress("articles", finished, len(entries))
+            if left:
+                outcome.budget_exhausted = True
+                for entry_id in left:  # they stay pending; the finished ones after them count
+                    for done_row, _update in order.finish(index_of[entry_id], None):
+                        loaded.ready += done_row is not None
+            loaded.until = order.last_key
+            writer.load(loaded)
+            progress("batches", batches_done, total_batches)
         if outcome.budget_exhausted:
-            left = [i for i in range(len(entries)) if i not in finished]
             log.warning(
                 "cycle budget spent: %d of %d due entries left for the next cycle",
-                len(left),
+                len(entries) - finished,
                 len(entries),
             )
-            for i in left:  # they stay pending; the finished ones after them are stored
-                writer.add(order.finish(i, None), None)
     finally:
         writer.close()
     store.record_host_backoffs(host_waits)
@@ -784,6 +796,74 @@ def fetch_and_extract(
     outcome.detected = writer.detected
     outcome.entries_pending = store.pending_entries()
     return outcome
+
+
+def _finished_entry(
+    due: DueEntry,
+    result: PageOutcome,
+    run_id: str,
+    as_of: datetime,
+    settings: FetchSettings,
+    outcome: IngestOutcome,
+) -> tuple[dict[str, object] | None, dict[str, object], dict[str, object]]:
+    """What became of a fetched entry: its article row (if any), its entry's update and its
+    fetch record."""
+    page, size, doc = result.result, result.size, result.doc
+    error = page.error if not page.ok else result.extract_error
+    new, attempts = due.new, due.attempts + 1
+    update: dict[str, object] = {
+        "entry_id": due.entry_id,
+        "status": "stored",
+        "attempts": attempts,
+        "last_attempt_at": as_of,
+    }
+    row: dict[str, object] | None = None
+    if doc is not None:
+        row = _article_row(new, run_id, due.first_seen_at, doc.text, "page")
+        page_words = int(row["word_count"])  # type: ignore[call-overload]
+        feed_text = new.entry.content
+        # a text has fewer words than characters: most feed teasers need no counting
+        if len(feed_text) > 1.5 * page_words and word_count(feed_text) > 1.5 * page_words:
+            # a paywalled or truncated page: the feed carries the full text
+            row = _article_row(new, run_id, due.first_seen_at, feed_text, "feed")
+        row.update(_page_metadata(new.entry, doc))
+        log_row = _log_row(run_id, as_of, "article", new.outlet_id, page, "ok", size=size)
+    else:
+        error_kind = page.error_kind if not page.ok else "terminal"
+        update.update(last_error=error, last_error_kind=error_kind)
+        fallback = new.entry.best_text
+        outcome_name = "error"
+        if word_count(fallback) >= MIN_FALLBACK_WORDS:
+            row = _article_row(new, run_id, due.first_seen_at, fallback, "feed")
+            outcome.fallbacks += 1
+            outcome_name = "fallback"
+        elif _retryable(page) and attempts < settings.max_attempts_per_article:
+            wait = backoff_delay(
+                settings.retry_delay_minutes,
+                attempts,
+                settings.max_backoff_minutes,
+                page.retry_after,
+            )
+            update.update(status="pending", next_attempt_at=as_of + wait)
+            outcome.articles_failed += 1
+        else:
+            tried = f"page failed in {attempts} cycles" if _retryable(page) else "no usable page"
+            update["reason"] = f"{tried}: {error}"
+            text = feed_only_text(new.entry)
+            if text:
+                row = _article_row(new, run_id, due.first_seen_at, text, "feed-only")
+                update["status"] = "feed-only"
+                outcome.articles_feed_only += 1
+            else:
+                update["status"] = "failed"
+                update["reason"] = f"{tried} and the feed gives no text: {error}"
+                outcome.articles_failed += 1
+        log_row = _log_row(
+            run_id, as_of, "article", new.outlet_id, page, outcome_name, error, error_kind, size
+        )
+    if row is not None:
+        update["article_id"] = row["article_id"]
+    return row, update, log_row
 
 
 def detect(
@@ -795,6 +875,7 @@ def detect(
     *,
     full_batches_only: bool = False,
     recent: SignedTexts | None = None,
+    until: ClusteringKey | None = None,
 ) -> DetectOutcome:
     """The detection stage: `narratives.detect.detect` over the store, in batches of
     DETECT_BATCH articles."""
@@ -806,5 +887,6 @@ def detect(
         clock,
         full_batches_only=full_batches_only,
         recent=recent,
+        until=until,
         batch_size=DETECT_BATCH,
     )

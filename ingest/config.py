@@ -12,6 +12,9 @@ The outlets file is TOML::
     feeds_interval_minutes = 15
     report_cron = "0 6 * * *"
 
+    [cluster]                            # optional; default: the local process pool
+    scheduler = "tcp://10.0.0.5:8786"    # a Dask scheduler whose workers fetch and extract
+
     [[outlets]]
     name = "The Hindu"
     feeds = ["https://www.thehindu.com/news/national/feeder/default.rss"]
@@ -218,6 +221,36 @@ class ScheduleSettings(_Settings):
         return self
 
 
+def check_scheduler(address: str) -> str:
+    """`address` if it names a Dask scheduler as tcp://HOST:PORT (or tls://HOST:PORT)."""
+    parts = urlsplit(address.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname or port is None:
+        raise ValueError(
+            f"{address!r} is not a Dask scheduler address; write tcp://HOST:PORT, "
+            'e.g. "tcp://10.0.0.5:8786"'
+        )
+    return address.strip()
+
+
+class ClusterSettings(_Settings):
+    """[cluster]: where the per-article work (fetch, extract, sign) runs."""
+
+    scheduler: Annotated[str, AfterValidator(check_scheduler)] | None = Field(
+        default=None,
+        description="Dask scheduler (tcp://HOST:PORT); default: the local process pool.",
+    )
+    batch_pages: int = Field(
+        default=50,
+        ge=1,
+        le=10_000,
+        description="Pages a worker fetches, extracts and signs at once.",
+    )
+
+
 class Outlet(_Settings):
     """One [[outlets]] table."""
 
@@ -286,6 +319,7 @@ class OutletsConfig(_Settings):
     outlets: tuple[Outlet, ...]
     fetch: FetchSettings = FetchSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    cluster: ClusterSettings = ClusterSettings()
     source: str = ""  # where this config was read from
 
     def outlet_for_feed(self) -> dict[str, Outlet]:
@@ -304,6 +338,7 @@ class OutletsFile(_Settings):
     )
     fetch: FetchSettings = FetchSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    cluster: ClusterSettings = ClusterSettings()
     outlets: list[Outlet] = Field(min_length=1, description="[[outlets]] tables.")
 
 
@@ -341,7 +376,11 @@ def parse_outlets(data: dict[str, Any], source: str = "<config>") -> OutletsConf
         seen_ids[outlet.outlet_id] = index
     fetch = parsed.fetch.model_copy(update={"allow_private_hosts": parsed.allow_private_hosts})
     return OutletsConfig(
-        outlets=tuple(parsed.outlets), fetch=fetch, schedule=parsed.schedule, source=source
+        outlets=tuple(parsed.outlets),
+        fetch=fetch,
+        schedule=parsed.schedule,
+        cluster=parsed.cluster,
+        source=source,
     )
 
 
@@ -382,6 +421,12 @@ def with_schedule(config: OutletsConfig, **changes: Any) -> OutletsConfig:
     return config.model_copy(update={"schedule": schedule})
 
 
+def with_cluster(config: OutletsConfig, **changes: Any) -> OutletsConfig:
+    """A copy of `config` with some cluster settings changed (CLI flags override the file)."""
+    cluster = _changed(config.cluster, changes, "[cluster]")
+    return config.model_copy(update={"cluster": cluster})
+
+
 def _changed(settings: BaseModel, changes: dict[str, Any], table: str) -> Any:
     data = {**settings.model_dump(), **changes}
     try:
@@ -399,7 +444,7 @@ def outlets_json_schema() -> dict[str, Any]:
     schema["definitions"] = schema.pop("$defs")
     # allow_private_hosts is written at the top of the file, not in [fetch]
     schema["definitions"]["FetchSettings"]["properties"].pop("allow_private_hosts")
-    for table in ("fetch", "schedule"):  # each key's default is shown in its own place
+    for table in ("fetch", "schedule", "cluster"):  # each key's default is shown in its own place
         schema["properties"][table].pop("default")
     return {"$schema": "http://json-schema.org/draft-07/schema#", **schema}
 

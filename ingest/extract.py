@@ -160,6 +160,12 @@ def _pool(processes: int) -> ProcessPoolExecutor:
     return _POOL
 
 
+def worker_pool(processes: int) -> ProcessPoolExecutor:
+    """The extraction workers' pool (started if need be); `shutdown_pool` stops it. They run
+    whole batches of pages too (`ingest.batch.run_batch`)."""
+    return _pool(processes)
+
+
 def _ready() -> bool:
     return True  # unpickling this in a worker imports this module, and so trafilatura
 

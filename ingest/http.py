@@ -404,6 +404,35 @@ class Fetcher:
         self._hosts_lock = threading.Lock()
         self._watchdog = _Watchdog()
 
+    def carry_over(self, failed_seconds: dict[str, float], holds: dict[str, float]) -> None:
+        """Take over what earlier fetchers of the same hosts recorded (a worker's fetcher
+        continues the cycle's): seconds each host (host:port) lost to failures, and the
+        seconds each host asked to be left alone for (Retry-After) still to run."""
+        for key, seconds in failed_seconds.items():
+            self._host(key).failed_seconds = seconds
+        for key, seconds in holds.items():
+            self._holds.hold(key, seconds)
+
+    def carried(self, keys: Iterable[str]) -> tuple[dict[str, float], dict[str, float]]:
+        """For `carry_over` by a later fetcher: the failed seconds and held seconds left of
+        each of these hosts (only those with any)."""
+        failed: dict[str, float] = {}
+        holds: dict[str, float] = {}
+        for key in keys:
+            with self._hosts_lock:
+                host = self._hosts.get(key)
+            if host is not None and host.failed_seconds > 0:
+                failed[key] = host.failed_seconds
+            left = self._holds.remaining(key)
+            if left > 0:
+                holds[key] = left
+        return failed, holds
+
+    @property
+    def network(self) -> Network:
+        """DNS and routing as this fetcher sees them (a worker's fetcher takes the same)."""
+        return self._network
+
     def __enter__(self) -> Fetcher:
         return self
 

@@ -13,7 +13,7 @@ from collections import ChainMap, OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import numpy as np
@@ -66,6 +66,7 @@ class SignedTexts:
         self.capacity = capacity
         self.reused = 0  # signings handed out again
         self._items: OrderedDict[int, tuple[Signed, frozenset[int], frozenset[int]]] = OrderedDict()
+        self._offered: dict[int, tuple[Signed, frozenset[int], frozenset[int]]] = {}
 
     def __len__(self) -> int:
         return len(self._items)
@@ -85,6 +86,22 @@ class SignedTexts:
         self._items.move_to_end(article_id)
         while len(self._items) > self.capacity:
             self._items.popitem(last=False)
+
+    def offer(
+        self, article_id: int, signed: Signed, short_keys: Iterable[int], applied: Iterable[int]
+    ) -> None:
+        """A new article's full signing made elsewhere (a worker), with the short paragraph
+        keys of its text and the chrome keys it dropped; `take` hands it out once."""
+        self._offered[article_id] = (signed, frozenset(short_keys), frozenset(applied))
+
+    def take(self, article_id: int, chrome: set[int]) -> Signed | None:
+        """The offered signing of a new article if `chrome` drops the same paragraphs from
+        it as the chrome it was signed with (then it equals signing it here); else None."""
+        entry = self._offered.pop(article_id, None)
+        if entry is None:
+            return None
+        signed, keys, applied = entry
+        return signed if keys & chrome == applied else None
 
     def outlets(self, article_ids: Iterable[int]) -> dict[int, str]:
         """The outlet of each given article that is kept."""
@@ -295,6 +312,18 @@ DETECT_BATCH = 1000  # articles signed, matched and written together
 VERIFY_CHUNK = 1000  # candidate pairs verified together (stored texts signed for them)
 
 
+ClusteringKey = tuple[datetime, bool, datetime, int]
+_NO_DATE = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def clustering_key(
+    first_seen_at: datetime, published_at: datetime | None, article_id: int
+) -> ClusteringKey:
+    """Where an article falls in the order detection sees it in (the order of
+    `DetectionStore.articles_to_sign`: first_seen_at, published_at NULLS LAST, article id)."""
+    return (first_seen_at, published_at is None, published_at or _NO_DATE, article_id)
+
+
 def detect(
     store: DetectionStore,
     run_id: str,
@@ -304,6 +333,7 @@ def detect(
     *,
     full_batches_only: bool = False,
     recent: SignedTexts | None = None,
+    until: ClusteringKey | None = None,
     batch_size: int = DETECT_BATCH,
 ) -> DetectOutcome:
     """Sign every unsigned article, find and verify candidates, place them in clusters; in
@@ -312,7 +342,9 @@ def detect(
     articles count as matches for later ones). With `full_batches_only`, a last batch of
     fewer than `batch_size` articles is left unsigned. `recent` keeps the texts signed here
     for later batches and calls that pass the same object (a stored candidate met again is
-    not tokenised again)."""
+    not tokenised again), and hands out signings made elsewhere (`SignedTexts.offer`). With
+    `until`, a batch reaching past that clustering key is left (the articles before it are
+    not all stored yet)."""
     clock = clock or StageClock()
     recent = recent if recent is not None else SignedTexts()
     outcome = DetectOutcome()
@@ -323,6 +355,12 @@ def detect(
         clock.lap("load")
         if not batch or (full_batches_only and len(batch) < batch_size):
             return outcome
+        last = batch[-1]
+        if (
+            until is not None
+            and clustering_key(last.first_seen_at, last.published_at, last.article_id) > until
+        ):
+            return outcome  # its last article sorts after what is known to be complete
         if batch[0].article_id in done:  # its signature was not written: never loop
             raise RuntimeError(f"article {batch[0].article_id} was detected but not signed")
         done.update(item.article_id for item in batch)
@@ -417,12 +455,15 @@ def detect_batch(
     )
     clock.lap("chrome")
     ids = [item.article_id for item in batch]
-    signed_articles = {
-        item.article_id: sign_article(
-            read.pop(item.article_id), chrome[item.outlet_id], params, item.outlet_id
+    signed_articles = {}
+    for item in batch:
+        text = read.pop(item.article_id)
+        offered = recent.take(item.article_id, chrome[item.outlet_id])  # signed by a worker
+        signed_articles[item.article_id] = (
+            SignedArticle(offered, band_keys(offered, params))
+            if offered is not None
+            else sign_article(text, chrome[item.outlet_id], params, item.outlet_id)
         )
-        for item in batch
-    }
     signed = {article: s.signed for article, s in signed_articles.items()}
     clock.lap("sign")
     keys = keys_table(ids, [signed_articles[i].keys for i in ids])

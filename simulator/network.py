@@ -51,6 +51,10 @@ class SimulatedNetwork:
             return address, port  # this machine (reached only when private hosts are allowed)
         raise ConnectionRefusedError(f"no route to {address}:{port} in the simulated network")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # sent to worker processes as its names and routes (its lock and counts stay here)
+        return (SimulatedNetwork.from_dict, (self.to_dict(),))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "names": self.names,

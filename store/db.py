@@ -512,19 +512,48 @@ class Store:
         article, nor an article stored with its entry still pending. Returns the articles
         added."""
         with self.transaction():
-            added = self.insert_articles(articles)
-            arrow = _as_arrow(pa.Table.from_pylist(list(updates), schema=ENTRY_UPDATE))
-            if arrow is not None:
-                self.con.register("_entry_updates", arrow)
-                try:
-                    sets = ", ".join(f"{c} = u.{c}" for c in ENTRY_UPDATE.names[1:])
-                    sets += ", updated_seq = nextval('entries_version')"  # store.publish
-                    self.sql(
-                        f"UPDATE entries SET {sets} FROM _entry_updates u "
-                        "WHERE entries.entry_id = u.entry_id"
-                    )
-                finally:
-                    self._unregister("_entry_updates")
+            return self._finish_entries(articles, updates)
+
+    def load_batch(
+        self,
+        batch_id: str,
+        run_id: str,
+        worker: str,
+        pages: int,
+        articles: Sequence[dict[str, Any]],
+        updates: Sequence[dict[str, Any]],
+        fetches: Sequence[dict[str, Any]],
+    ) -> int | None:
+        """Load a batch of pages from a worker in one transaction: its articles, its entries'
+        updates, its fetch records and its id. A batch whose id is recorded already changes
+        nothing (None); else the articles added."""
+        with self.transaction():
+            if self.sql("SELECT 1 FROM batches WHERE batch_id = ?", [batch_id]):
+                return None
+            added = self._finish_entries(articles, updates)
+            self._insert("fetch_log", fetches)
+            self.sql(
+                "INSERT INTO batches VALUES (?, ?, ?, ?, ?, now())",
+                [batch_id, run_id, worker, pages, added],
+            )
+        return added
+
+    def _finish_entries(
+        self, articles: Sequence[dict[str, Any]], updates: Sequence[dict[str, Any]]
+    ) -> int:
+        added = self.insert_articles(articles)
+        arrow = _as_arrow(pa.Table.from_pylist(list(updates), schema=ENTRY_UPDATE))
+        if arrow is not None:
+            self.con.register("_entry_updates", arrow)
+            try:
+                sets = ", ".join(f"{c} = u.{c}" for c in ENTRY_UPDATE.names[1:])
+                sets += ", updated_seq = nextval('entries_version')"  # store.publish
+                self.sql(
+                    f"UPDATE entries SET {sets} FROM _entry_updates u "
+                    "WHERE entries.entry_id = u.entry_id"
+                )
+            finally:
+                self._unregister("_entry_updates")
         return added
 
     def pending_entries(self) -> int:

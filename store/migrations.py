@@ -395,6 +395,24 @@ def _007_band_keys(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _008_batches(con: duckdb.DuckDBPyConnection) -> None:
+    """Batches of pages loaded from the workers, by id: a batch delivered again (its worker
+    died after finishing it, or the scheduler ran it twice) is recognised and changes
+    nothing."""
+    con.execute(
+        """
+        CREATE TABLE batches (
+            batch_id   VARCHAR PRIMARY KEY,   -- from the run and the entries it carries
+            run_id     VARCHAR NOT NULL,
+            worker     VARCHAR,               -- host:pid of the process that did it
+            pages      INTEGER NOT NULL,
+            articles   INTEGER NOT NULL,      -- articles it added
+            loaded_at  TIMESTAMPTZ NOT NULL
+        );
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("001_initial", _001_initial),
     ("002_views", _002_views),
@@ -403,4 +421,5 @@ MIGRATIONS: list[Migration] = [
     ("005_entries", _005_entries),
     ("006_publications", _006_publications),
     ("007_band_keys", _007_band_keys),
+    ("008_batches", _008_batches),
 ]

@@ -29,14 +29,14 @@ def main() -> None:
 
     from flows import stages
     from flows.cycle import run_cycle
-    from ingest.config import load_outlets
+    from ingest.config import load_outlets, with_cluster
     from ingest.extract import shutdown_pool
 
     if args.detect_batch:
         stages.DETECT_BATCH = args.detect_batch  # several detection batches in a small corpus
-    if args.store_chunk:
-        stages._StoreWriter.CHUNK = args.store_chunk  # more transactions to land between
     config = load_outlets(args.outlets)
+    if args.store_chunk:  # smaller batches: more transactions to land between
+        config = with_cluster(config, batch_pages=args.store_chunk)
     print("ready", flush=True)
 
     def progress(stage: str, done: int, total: int | None) -> None:

@@ -14,7 +14,7 @@ from ingest.config import load_outlets
 from ingest.extract import shutdown_pool
 from ingest.feeds import FeedEntry
 from ingest.http import Fetcher
-from narratives.detect import SignedTexts, short_paragraph_keys, sign_text
+from narratives.detect import SignedTexts, clustering_key, short_paragraph_keys, sign_text
 from narratives.params import DEFAULT_PARAMS, DetectionParams
 from narratives.text import read_paragraphs
 from simulator import OutletSimulator, load_corpus
@@ -67,7 +67,7 @@ def test_undated_entries_are_fetched_first_and_rows_come_out_in_clustering_order
     ]
     assert released[2] == (None, retry)  # its place: published at hour 3
     rows = [row for row, _u in released if row is not None]
-    keys = [stages._clustering_key(T0, r["published_at"], r["article_id"]) for r in rows]  # type: ignore[arg-type]
+    keys = [clustering_key(T0, r["published_at"], r["article_id"]) for r in rows]  # type: ignore[arg-type]
     assert keys == sorted(keys)
 
 
