@@ -23,6 +23,7 @@ from flows.distribute import LocalWorkers
 from flows.server import free_port
 from flows.stages import fetch_and_extract, poll_feeds
 from ingest.config import load_outlets
+from ingest.extract import shutdown_pool
 from ingest.http import Fetcher
 from simulator import OutletSimulator, load_corpus
 from store.publish import StoreLayout
@@ -158,7 +159,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         outlets = folder / "outlets.toml"
         outlets.write_text(sim.outlets_toml(extra=SETTINGS), encoding="utf-8")
         local = folder / "local.duckdb"
-        run_cycle(load_outlets(outlets), local, sim.now, 2, str(uuid.uuid4()))
+        try:
+            run_cycle(load_outlets(outlets), local, sim.now, 2, str(uuid.uuid4()))
+        finally:
+            shutdown_pool()  # the local pool's processes end with the cycle they served
         yield Served(sim, outlets, _snapshot(local))
 
 

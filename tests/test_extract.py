@@ -83,6 +83,7 @@ NO_MAIN_TEXT = b"""<!DOCTYPE html>
 
 @pytest.fixture
 def pool() -> Iterator[None]:
+    ingest.extract.shutdown_pool()  # whatever an earlier test left running
     try:
         yield
     finally:
