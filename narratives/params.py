@@ -21,9 +21,10 @@ class DetectionParams:
     bands: int = 42
     rows: int = 3
     # LSH banding of every passage signature: a quoted passage is near-verbatim, so fewer
-    # bands find it; 20 keeps the LSH data under 2 KB per article of the benchmark corpus
-    # (12.5 passages each) with recall 0.997 (the sweep in docs/performance.md chose these)
-    passage_bands: int = 20
+    # bands find it; 16 is the fewest that keeps LSH recall over 0.995 of verified pairs
+    # (0.9959; 12 gives 0.9937) and the fewest keys the candidate search scans at 1M stored
+    # (docs/performance.md: the sweep and the scaling figures)
+    passage_bands: int = 16
     passage_rows: int = 3
     # passages: consecutive paragraphs merged until they hold at least this many words
     passage_min_words: int = 20

@@ -637,3 +637,26 @@ def test_locked_database_raises_store_error(tmp_path):
         holder.stdin.close()
         holder.wait(timeout=20)
         holder.stdout.close()
+
+
+def test_migration_008_keeps_every_article_and_compresses_texts_with_zstd(tmp_path, monkeypatch):
+    import store.db as db
+
+    path = tmp_path / "old.duckdb"
+    monkeypatch.setattr(db, "MIGRATIONS", MIGRATIONS[:7])
+    with Store(path) as old:
+        old.sync_outlets(OUTLETS)
+        old.insert_articles([_row("river-times", "a", T0), _row("hill-post", "b", T0 + HOUR)])
+        before = old.sql("SELECT * FROM articles ORDER BY article_id")
+    monkeypatch.setattr(db, "MIGRATIONS", MIGRATIONS)
+    with Store(path) as new:
+        assert new.sql("SELECT * FROM articles ORDER BY article_id") == before
+        new.sql("CHECKPOINT")
+        methods = new.sql(
+            "SELECT DISTINCT compression FROM pragma_storage_info('articles') "
+            "WHERE column_name = 'text' AND segment_type = 'VARCHAR'"
+        )
+        assert methods == [("ZSTD",)]
+        # new rows keep the column's compression
+        new.insert_articles([_row("river-times", "c", T0 + 2 * HOUR)])
+        assert new.count("articles") == 3
