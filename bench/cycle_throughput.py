@@ -389,7 +389,7 @@ def main() -> None:
             ratios[corpus] = rate / bare_rate
             print(f"cycle / bare-extraction limit ({corpus}): {ratios[corpus]:.2f}")
         finally:
-            shutil.rmtree(workdir)  # the databases and their band index folders
+            shutil.rmtree(workdir)  # the databases and what was published beside them
     print("\n" + ", ".join(f"{c}: cycle / bare extraction {r:.2f}" for c, r in ratios.items()))
 
 

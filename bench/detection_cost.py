@@ -151,11 +151,11 @@ def main() -> None:
         "shingling (tokens, shingle hashes)": sign_total * share,
         "MinHash (whole text + passages)": sign_total * (1 - share),
         "LSH band hashes": seconds.pop("bands", 0.0),
-        "candidate search (band index, pair join)": seconds.pop("candidates", 0.0),
+        "candidate search (band_keys semi-join)": seconds.pop("candidates", 0.0),
         "stored candidates (texts, re-signing)": seconds.pop("stored", 0.0),
         "verification (exact)": seconds.pop("verify", 0.0),
         "clustering": seconds.pop("cluster", 0.0),
-        "writes (one transaction, Arrow; band index)": seconds.pop("write", 0.0),
+        "writes (one transaction, Arrow)": seconds.pop("write", 0.0),
     }
     stages.update(seconds)
     print(

@@ -811,12 +811,16 @@ def test_a_hanging_host_costs_at_most_its_budget(server: LocalServer) -> None:
         _stop_server(other_httpd, other_thread)
     hung = sum(v for k, v in server.state.hits.items() if k.startswith("/hang/"))
     # budget / deadline = 2 requests spend the budget (3 when the time charged, from the slot on,
-    # falls short of the deadlines), plus the one the other slot had running
-    assert 2 <= hung <= 4
+    # falls short of the deadlines), plus the one the other slot had running; a loaded machine
+    # can start one more per slot before the budget is seen spent. Without a budget: 36.
+    assert 2 <= hung <= 6
     errors = [r.error or "" for r in results[:12]]
-    assert sum(e.startswith("deadline exceeded") for e in errors) == hung
+    # every request that reached the server ran out of time there; one may run out of time on
+    # the way (before the server saw it) when the machine is loaded
+    deadlines = sum(e.startswith("deadline exceeded") for e in errors)
+    assert hung <= deadlines <= 6
     spent = [e for e in errors if "has used its budget of 1 s" in e]
-    assert len(spent) == 12 - hung
+    assert len(spent) == 12 - deadlines
     assert all(r.error_kind == "transient" for r in results[:12])
     assert all(r.ok for r in results[12:])  # another host is not charged
 
