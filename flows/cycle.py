@@ -200,6 +200,14 @@ def run_cycle(
     try:
         with Fetcher(config.fetch, network=network) as fetcher:
             store.begin_run(run_id, as_of, config.source)
+            stale = store.count_to_resign(DEFAULT_PARAMS.param_set_id)
+            if stale:
+                log.warning(
+                    "%d stored articles were signed with other detection parameters: new copies "
+                    "of them are not found until `narratrace reprocess --db %s` signs them again",
+                    stale,
+                    db_path,
+                )
             try:
                 if not scheduler:
                     start_pool(processes)  # workers get ready while the feeds are polled

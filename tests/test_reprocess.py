@@ -4,6 +4,7 @@ again from its texts, and found again by detection; a second run changes nothing
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 
 import duckdb
@@ -12,12 +13,15 @@ import pyarrow as pa
 
 from evaluation.rows import article_row
 from flows.cli import app
+from flows.cycle import run_cycle
 from flows.reprocess import reprocess_store
 from flows.stages import detect
+from ingest.config import load_outlets
 from narratives.clusters import cluster_id_for
 from narratives.detect import sign_article
 from narratives.params import DEFAULT_PARAMS
 from simulator.corpus import DEMO_ROOT, load_corpus
+from simulator.server import OutletSimulator
 from store.db import Store
 from store.migrations import MIGRATIONS
 from store.publish import StoreLayout
@@ -134,3 +138,23 @@ def test_reprocess_of_a_missing_store_says_so(tmp_path):
     result = CliRunner().invoke(app, ["reprocess", "--db", str(tmp_path / "none.duckdb")])
     assert result.exit_code != 0
     assert "no narratrace store" in str(result.exception)
+
+
+def test_a_cycle_on_a_store_not_yet_reprocessed_says_what_to_run(tmp_path, caplog):
+    db = tmp_path / "narratrace.duckdb"
+    _old_store(StoreLayout.for_db(db).working)
+    with OutletSimulator(CORPUS) as sim:
+        outlets = tmp_path / "outlets.toml"
+        outlets.write_text(sim.outlets_toml(), encoding="utf-8")
+        with caplog.at_level(logging.WARNING, logger="flows.cycle"):
+            run_cycle(load_outlets(outlets), db, sim.now, 1, "after-upgrade")
+    warned = [r.getMessage() for r in caplog.records if "narratrace reprocess" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith("6 stored articles")
+    # once signed again, a cycle has nothing to say
+    assert reprocess_store(db) == 6
+    caplog.clear()
+    with OutletSimulator(CORPUS) as sim:
+        outlets.write_text(sim.outlets_toml(), encoding="utf-8")
+        with caplog.at_level(logging.WARNING, logger="flows.cycle"):
+            run_cycle(load_outlets(outlets), db, sim.now, 1, "after-reprocess")
+    assert not [r for r in caplog.records if "narratrace reprocess" in r.getMessage()]
