@@ -205,7 +205,11 @@ def test_every_failure_is_recorded_with_its_reason(chaos) -> None:
         if expected.kind == "feed":
             assert len(found) == CYCLES, expected.url  # every cycle polls every feed
         for outcome, error in found:
-            if not _matches(expected, outcome, error):
+            # a good page of the shared demo host may wait past its deadline for a slot that
+            # the host's hanging pages hold (more likely on a loaded machine): its full feed text
+            # is stored instead, with the reason recorded
+            busy = outcome == "fallback" and "no free slot" in (error or "")
+            if not _matches(expected, outcome, error) and not (expected.fault == "" and busy):
                 wrong.append((expected.fault, expected.url, outcome, error, expected.reasons))
     assert unrecorded == []
     assert wrong == []
