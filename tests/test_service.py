@@ -378,18 +378,25 @@ def test_a_signal_stops_a_cycle_and_leaves_nothing_behind(tmp_path, env, sent, c
 
 
 def test_a_run_left_running_by_a_killed_process_is_marked_abandoned(simulator, tmp_path, env):
-    outlets = outlets_file(simulator, tmp_path / "outlets.toml", timeout=30.0)
+    # killed once a page that never answers in time has been asked for: the cycle is busy
+    hanging = [article_path(a) for a in CORPUS.articles if a.fault == "timeout"]
     db = tmp_path / "nt.duckdb"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "run", "--once", "--no-prefect", "--outlets",
-         str(outlets), "--db", str(db)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and simulator.stats.requests < 25:
-        time.sleep(0.2)
-    process.kill()
-    process.wait(timeout=30)
+    with OutletSimulator(CORPUS, timeout_delay=120.0) as sim:
+        sim.set_now(CORPUS.articles[-1].published_at + timedelta(days=1))
+        outlets = outlets_file(sim, tmp_path / "outlets.toml", timeout=60.0)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", "run", "--once", "--no-prefect", "--outlets",
+             str(outlets), "--db", str(db)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and not any(sim.stats.hits(p) for p in hanging):
+                assert process.poll() is None, "the cycle ended before it was killed"
+                time.sleep(0.2)
+        finally:
+            process.kill()
+            process.wait(timeout=30)
     assert not no_process_left(env)
     again = narratrace("run", "--once", "--no-prefect", "--outlets",
                        str(outlets_file(simulator, tmp_path / "o2.toml")), "--db", str(db),
