@@ -434,10 +434,12 @@ def _article_row(
     first_seen_at: datetime,
     text: str,
     source: str,
+    fingerprinted: tuple[int, str] | None = None,
 ) -> dict[str, object]:
-    """An articles row from the feed entry alone (`_page_metadata` adds what the page said)."""
+    """An articles row from the feed entry alone (`_page_metadata` adds what the page said).
+    `fingerprinted`: the text's `fingerprint`, when the worker that extracted it computed it."""
     entry = new.entry
-    words, content_hash = fingerprint(text)
+    words, content_hash = fingerprinted or fingerprint(text)
     return {
         "article_id": article_id_for(entry.canonical_url),
         "canonical_url": entry.canonical_url,
@@ -819,7 +821,7 @@ def _finished_entry(
     }
     row: dict[str, object] | None = None
     if doc is not None:
-        row = _article_row(new, run_id, due.first_seen_at, doc.text, "page")
+        row = _article_row(new, run_id, due.first_seen_at, doc.text, "page", result.fingerprint)
         page_words = int(row["word_count"])  # type: ignore[call-overload]
         feed_text = new.entry.content
         # a text has fewer words than characters: most feed teasers need no counting

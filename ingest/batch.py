@@ -254,6 +254,8 @@ class PageOutcome:
     signed: Signed | None
     short_keys: frozenset[int]
     applied_chrome: frozenset[int]
+    # the text's word count and content hash (`narratives.text.fingerprint`), from the worker
+    fingerprint: tuple[int, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -293,6 +295,7 @@ def _outcome(row: dict, params: DetectionParams) -> PageOutcome:
     )
     doc = None
     signed = None
+    fingerprinted = None
     if row["text"] is not None:
         published: datetime | None = row["published_at"]
         doc = Extracted(
@@ -304,6 +307,8 @@ def _outcome(row: dict, params: DetectionParams) -> PageOutcome:
             language=row["language"] or "",
         )
         signed = _signed(row, params) if row["tokens_text"] is not None else None
+        if row["content_hash"] is not None:
+            fingerprinted = (int(row["word_count"]), row["content_hash"])
     return PageOutcome(
         entry_id=row["entry_id"],
         fetched=bool(row["fetched"]),
@@ -314,6 +319,7 @@ def _outcome(row: dict, params: DetectionParams) -> PageOutcome:
         signed=signed,
         short_keys=frozenset(row["short_keys"] or ()),
         applied_chrome=frozenset(row["applied_chrome"] or ()),
+        fingerprint=fingerprinted,
     )
 
 

@@ -16,7 +16,7 @@ from ingest.feeds import FeedEntry
 from ingest.http import Fetcher
 from narratives.detect import SignedTexts, clustering_key, short_paragraph_keys, sign_text
 from narratives.params import DEFAULT_PARAMS, DetectionParams
-from narratives.text import read_paragraphs
+from narratives.text import fingerprint, read_paragraphs
 from simulator import OutletSimulator, load_corpus
 from store.db import Store
 
@@ -136,6 +136,11 @@ def test_detecting_during_extraction_gives_the_clusters_of_detecting_afterwards(
     assert len({c for _a, c, _m in clusters}) < len(clusters)  # copies were found
     assert clusters == _clusters(tmp_path / "after.duckdb")
     assert during.detected.clusters_new + rest.clusters_new == all_after.clusters_new
+    # the word count and hash the workers computed describe the text that was stored
+    with Store(str(tmp_path / "during.duckdb")) as store:
+        stored = store.sql("SELECT text, text_source, word_count, content_hash FROM articles")
+    assert {source for _t, source, _w, _h in stored} >= {"page"}
+    assert all(fingerprint(text) == (words, digest) for text, _s, words, digest in stored)
 
 
 def test_signed_texts_are_reused_only_while_the_outlets_chrome_drops_the_same_paragraphs():
