@@ -366,11 +366,11 @@ def cycle_flow(
 ) -> dict[str, Any]:
     """Poll every feed in the outlets file, fetch and extract new articles, detect narratives,
     store everything in the DuckDB file and publish the analysts' catalog."""
-    from flows.progress import LogProgress
+    from flows.progress import LogProgress, PrefectProgress
 
     served = deployment.get_id() is not None  # under `narratrace serve`
     config = load_outlets(outlets_path)
-    progress = progress_sink or LogProgress(logging.getLogger("narratrace.cycle"))
+    progress = PrefectProgress(progress_sink or LogProgress(logging.getLogger("narratrace.cycle")))
     try:
         summary = run_cycle(
             config,

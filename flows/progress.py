@@ -14,7 +14,12 @@ from typing import Any
 
 Progress = Callable[[str, int, "int | None"], None]
 
-STAGE_NAMES = {"feeds": "feeds polled", "articles": "articles fetched and extracted"}
+STAGE_NAMES = {
+    "feeds": "feeds polled",
+    "articles": "articles fetched and extracted",
+    "batches": "batches done",
+}
+log = logging.getLogger(__name__)
 
 
 def no_progress(stage: str, done: int, total: int | None) -> None:
@@ -39,6 +44,42 @@ class LogProgress:
             self._last[stage] = now
         of = f" of {total}" if total is not None else ""
         self.logger.info("%s: %d%s", STAGE_NAMES.get(stage, stage), done, of)
+
+
+class PrefectProgress:
+    """Passes every call on to `inner`, and shows the batches done of the fetch-extract stage
+    in Prefect's UI as a progress artifact (`cycle-batches`, in percent) of the task run that
+    does the stage; the artifact is updated at most every `every` seconds and when the last
+    batch is done. Call only inside a Prefect run."""
+
+    KEY = "cycle-batches"
+
+    def __init__(self, inner: Progress, every: float = 2.0):
+        self.inner = inner
+        self.every = every
+        self._artifact: Any = None
+        self._last = 0.0
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        self.inner(stage, done, total)
+        if stage != "batches" or not total:
+            return
+        now = time.monotonic()
+        if done < total and now - self._last < self.every:
+            return
+        self._last = now
+        percent = 100.0 * done / total
+        try:
+            from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+            if self._artifact is None:
+                self._artifact = create_progress_artifact(
+                    percent, key=self.KEY, description=f"batches of pages done, of {total}"
+                )
+            else:
+                update_progress_artifact(self._artifact, percent)
+        except Exception as exc:  # the UI's view of progress never stops a cycle
+            log.warning("could not update the progress artifact: %s", exc)
 
 
 class TerminalProgress:

@@ -265,6 +265,28 @@ def test_the_report_flow_publishes_the_overview_as_an_artifact(demo_run):
     assert "## Narratives that spread" in latest.data and "](clusters/" not in latest.data
 
 
+def test_cycle_runs_show_their_batches_done_as_a_progress_artifact(demo_run):
+    """Every cycle run that fetched pages leaves a progress artifact at 100% on its
+    fetch-extract task run, which the Prefect UI shows as the run's progress."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async def read() -> list:
+        async with get_client() as client:
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["cycle-batches"]))
+            )
+
+    demo, _port = demo_run
+    artifacts = asyncio.run(read())
+    working = StoreLayout.for_db(demo.db_path).working
+    ((cycles,),) = _query(working, "SELECT count(DISTINCT run_id) FROM batches")
+    assert cycles > 0 and len(artifacts) == cycles
+    assert {a.type for a in artifacts} == {"progress"}
+    assert {a.data for a in artifacts} == {100.0}
+    assert all(a.task_run_id is not None for a in artifacts)
+
+
 def test_rerunning_the_demo_adds_nothing_but_runs(demo_run):
     demo, port = demo_run
     before = _snapshot(demo.db_path)
