@@ -76,9 +76,17 @@ def poll_feeds_task(
     *,
     progress: Progress | None = None,
     deadline: float | None = None,
+    workers: Workers | None = None,
 ) -> stages.PollOutcome:
     return stages.poll_feeds(
-        config, store, fetcher, run_id, as_of, progress=progress, deadline=deadline
+        config,
+        store,
+        fetcher,
+        run_id,
+        as_of,
+        progress=progress,
+        deadline=deadline,
+        workers=workers,
     )
 
 
@@ -213,7 +221,14 @@ def run_cycle(
                     start_pool(processes)  # workers get ready while the feeds are polled
                 started = time.perf_counter()
                 poll = calls.poll(
-                    config, store, fetcher, run_id, as_of, progress=progress, deadline=deadline
+                    config,
+                    store,
+                    fetcher,
+                    run_id,
+                    as_of,
+                    progress=progress,
+                    deadline=deadline,
+                    workers=workers,
                 )
                 seconds["poll"] = time.perf_counter() - started
                 counts.update(

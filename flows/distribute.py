@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from ingest.batch import BatchPage, PageBatch, host_key, run_batch
 from ingest.config import FetchSettings
+from ingest.feeds import parse_feed
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,11 @@ class Workers(Protocol):
         is sent (what the batches before it learned of their hosts)."""
         ...
 
+    def parse_feed(self, body: bytes, url: str, content_type: str) -> Any:
+        """A feed's body handed to a worker to parse (`ingest.feeds.parse_feed`): a future
+        (`done()`, `result()`) of its ParsedFeed, or None when the caller should parse it."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -137,6 +143,13 @@ class LocalWorkers:
 
     def close(self) -> None:
         """The pool outlives the cycle's stages (the CLI stops it on exit)."""
+
+    def parse_feed(self, body: bytes, url: str, content_type: str) -> Future[Any] | None:
+        if self.processes <= 1:
+            return None
+        from ingest.extract import worker_pool
+
+        return worker_pool(self.processes).submit(parse_feed, body, url, content_type)
 
     def run(
         self,
@@ -208,6 +221,9 @@ class DaskWorkers:
 
     def close(self) -> None:
         self.client.close()
+
+    def parse_feed(self, body: bytes, url: str, content_type: str) -> Any:
+        return self.client.submit(parse_feed, body, url, content_type, pure=False)
 
     def run(
         self,

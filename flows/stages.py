@@ -8,10 +8,12 @@ import queue
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import xxhash
@@ -28,7 +30,7 @@ from ingest.batch import (
 )
 from ingest.config import FetchSettings, Outlet, OutletsConfig, ScheduleSettings
 from ingest.extract import Extracted
-from ingest.feeds import FeedEntry, parse_feed
+from ingest.feeds import FeedEntry, ParsedFeed, parse_feed
 from ingest.http import Fetcher, FetchRequest, FetchResult
 from narratives import detect as detection
 from narratives.detect import ClusteringKey, DetectOutcome, SignedTexts, StageClock, clustering_key
@@ -248,11 +250,13 @@ def poll_feeds(
     *,
     progress: Progress | None = None,
     deadline: float | None = None,
+    workers: Workers | None = None,
 ) -> PollOutcome:
     """Conditional GET of every feed that is due (its own interval has passed, and neither it
     nor its host is backing off); record each answer and every entry the feed offers, each
     feed in one transaction with its new validators; then set each answered feed's next poll
     from its publishing rate. Past `deadline` (time.monotonic()) no further feed is fetched.
+    Feeds are parsed by `workers` when they offer to (`Workers.parse_feed`), else here.
     The entries are fetched by `fetch_and_extract`, from the store."""
     progress = progress or no_progress
     settings = config.fetch
@@ -300,21 +304,42 @@ def poll_feeds(
     answered: list[str] = []
     waits: list[dict[str, object]] = []
     feed_deadline = config.fetch.feed_deadline_seconds
+    # feeds parse on the workers while later feeds are fetched and earlier ones recorded;
+    # answers are recorded in the order they came
+    parsing: deque[tuple[FetchResult, Any]] = deque()
+
+    def record(result: FetchResult, parsed: Any) -> None:
+        feed = None
+        if parsed is not None:
+            try:
+                feed = parsed.result(timeout=feed_deadline)
+            except Exception as exc:  # the worker failed or is gone (parse_feed never raises)
+                log.warning("parsing feed %s on a worker failed (%s): parsed here", result.url, exc)
+        added = _record_answer(store, result, outlet_of[result.url].outlet_id, run_id, as_of, feed)
+        if added is None:
+            failures.append((result, None))
+        elif isinstance(added, str):
+            failures.append((result, added))
+        else:
+            answered.append(result.url)
+            outcome.entries_seen += added[0]
+            outcome.entries_new += added[1]
+            outcome.feeds_not_modified += result.not_modified
+
     with _fetching(fetcher, requests, FEED_ACCEPT, deadline=feed_deadline) as results:
         for done, (_index, result) in enumerate(results, start=1):
             seen.append(replace(result, body=b""))
             if result.retry_after is not None:
                 waits.append(_host_wait(result, as_of, settings.max_backoff_minutes))
-            added = _record_answer(store, result, outlet_of[result.url].outlet_id, run_id, as_of)
-            if added is None:
-                failures.append((result, None))
-            elif isinstance(added, str):
-                failures.append((result, added))
-            else:
-                answered.append(result.url)
-                outcome.entries_seen += added[0]
-                outcome.entries_new += added[1]
-                outcome.feeds_not_modified += result.not_modified
+            parsed = None
+            if workers is not None and result.ok and not result.not_modified:
+                try:
+                    parsed = workers.parse_feed(result.body, result.final_url, result.content_type)
+                except Exception as exc:  # no worker to take it (a broken pool): parse here
+                    log.warning("cannot hand feed %s to a worker (%s)", result.url, exc)
+            parsing.append((result, parsed))
+            while parsing and (parsing[0][1] is None or parsing[0][1].done()):
+                record(*parsing.popleft())
             progress("feeds", done, len(requests))
             if deadline is not None and time.monotonic() > deadline and done < len(requests):
                 outcome.budget_exhausted = True
@@ -324,6 +349,8 @@ def poll_feeds(
                     len(requests),
                 )
                 break
+    while parsing:
+        record(*parsing.popleft())
     outcome.feeds_polled = len(seen)
     if len(_hosts(seen)) >= 2 and all(r.error_kind == "transient" for r in seen):
         raise NetworkUnavailable(
@@ -340,10 +367,16 @@ def poll_feeds(
 
 
 def _record_answer(
-    store: Store, result: FetchResult, outlet_id: str, run_id: str, as_of: datetime
+    store: Store,
+    result: FetchResult,
+    outlet_id: str,
+    run_id: str,
+    as_of: datetime,
+    parsed: ParsedFeed | None = None,
 ) -> tuple[int, int] | str | None:
     """Record a feed that answered: (entries offered, entries new); the problem when the body
-    is not a feed; None when the request failed (recorded by the caller)."""
+    is not a feed; None when the request failed (recorded by the caller). `parsed`: the body
+    as a worker parsed it (else it is parsed here)."""
     url = result.url
     if result.not_modified:
         row = _log_row(run_id, as_of, "feed", outlet_id, result, "not-modified")
@@ -354,7 +387,8 @@ def _record_answer(
     if not result.ok:
         return None
     try:
-        parsed = parse_feed(result.body, result.final_url, result.content_type)
+        if parsed is None:
+            parsed = parse_feed(result.body, result.final_url, result.content_type)
     except Exception as exc:  # one feed the parser chokes on never stops the others
         log.warning("parsing feed %s failed: %s", url, exc)
         return f"the feed parser failed: {type(exc).__name__}: {exc}"

@@ -10,8 +10,10 @@ import os
 import re
 import signal
 import sys
+import types
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -139,6 +141,22 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+@contextmanager
+def _main_module_left_behind() -> Iterator[None]:
+    """While workers are spawned, `__main__` is an empty module. A spawned process imports
+    its parent's main module again before it runs anything (multiprocessing's rule, so that
+    functions defined there can be unpickled); here that module is the `narratrace` script
+    (which imports the CLI and Prefect: 2 s a worker), `prefect.engine` under `serve`, or a
+    bench script. Workers run only functions of this package, so they skip it and are ready
+    after importing what a batch needs (about 0.7 s)."""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
 def _pool(processes: int) -> ProcessPoolExecutor:
     global _POOL, _POOL_SIZE
     # a pool whose worker died (e.g. killed for memory) refuses work: start a new one
@@ -155,8 +173,9 @@ def _pool(processes: int) -> ProcessPoolExecutor:
         _POOL_SIZE = processes
         # every worker starts now, from this thread (a spawn pool would otherwise start them
         # on demand, from whichever thread submits; see _die_with_parent)
-        for _ in range(processes):
-            _POOL.submit(_ready)
+        with _main_module_left_behind():
+            for _ in range(processes):
+                _POOL.submit(_ready)
     return _POOL
 
 
@@ -167,7 +186,11 @@ def worker_pool(processes: int) -> ProcessPoolExecutor:
 
 
 def _ready() -> bool:
-    return True  # unpickling this in a worker imports this module, and so trafilatura
+    """Run first by every worker: what a batch needs is imported (trafilatura with this
+    module, the fetcher, tokenising and MinHash with ingest.batch) before the first batch."""
+    import ingest.batch  # noqa: F401  (ingest.batch imports this module: not at the top)
+
+    return True
 
 
 def start_pool(processes: int) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 
@@ -287,3 +290,35 @@ def test_extract_stream_in_a_process_pool_yields_every_page_once(pool: None, per
     by_key = {key: (doc, error) for key, doc, error in results}
     check_batch([(p.key, *by_key[p.key]) for p in pages[:4]])
     assert by_key["good-agency-again"][0] == by_key["good-agency"][0]
+
+
+def test_workers_do_not_import_the_parents_main_module(tmp_path: Path) -> None:
+    """A spawned worker would import the program that started it again (the `narratrace`
+    script imports the CLI and Prefect, seconds a worker); the pool's workers skip it and
+    still run batches."""
+    imported = tmp_path / "imported"
+    script = tmp_path / "program.py"
+    script.write_text(
+        "import os\n"
+        f"with open({str(imported)!r}, 'a') as marker:\n"
+        "    marker.write(f'{os.getpid()}\\n')\n"
+        "if __name__ == '__main__':\n"
+        "    from ingest.batch import PageBatch, read_result, run_batch\n"
+        "    from ingest.config import FetchSettings\n"
+        "    from ingest.extract import shutdown_pool, worker_pool\n"
+        "    from narratives.params import DetectionParams\n"
+        "    pool = worker_pool(2)\n"
+        "    empty = PageBatch('b', 0, (), FetchSettings(), None)\n"
+        "    results = [pool.submit(run_batch, empty) for _ in range(4)]\n"
+        "    workers = {read_result(r.result(), DetectionParams()).worker for r in results}\n"
+        "    shutdown_pool()\n"
+        "    print(all(workers))\n",
+        encoding="utf-8",
+    )
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
+    assert len(imported.read_text().split()) == 1  # the program itself, not its workers

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from flows import stages
+from flows.distribute import LocalWorkers
 from ingest.config import load_outlets
 from ingest.extract import shutdown_pool
-from ingest.feeds import FeedEntry
-from ingest.http import Fetcher
+from ingest.feeds import FeedEntry, parse_feed
+from ingest.http import Fetcher, FetchRequest
 from narratives.detect import SignedTexts, clustering_key, short_paragraph_keys, sign_text
 from narratives.params import DEFAULT_PARAMS, DetectionParams
 from narratives.text import fingerprint, read_paragraphs
@@ -161,3 +162,51 @@ def test_signed_texts_are_reused_only_while_the_outlets_chrome_drops_the_same_pa
     recent.put(2, signed, keys, house)
     recent.put(3, signed, keys, house)
     assert len(recent) == 2 and recent.get(1, house) is None  # the oldest went first
+
+
+def test_feeds_parsed_by_the_workers_are_recorded_as_feeds_parsed_here(tmp_path: Path) -> None:
+    """Polling hands each feed's body to the worker pool to parse; the store ends the same as
+    when every feed is parsed in the polling process (entries, feed states, fetch log)."""
+    corpus = load_corpus()
+    recorded = {}
+    try:
+        with OutletSimulator(corpus) as sim:
+            sim.release_all()
+            outlets = tmp_path / "outlets.toml"
+            outlets.write_text(sim.outlets_toml(), encoding="utf-8")
+            config = load_outlets(outlets)
+            feed = config.outlets[0].feeds[0]
+            with Fetcher(config.fetch) as fetcher:
+                body = fetcher.fetch(FetchRequest(feed)).body
+            on_worker = LocalWorkers(2).parse_feed(body, feed, "")
+            assert on_worker is not None
+            assert on_worker.result() == parse_feed(body, feed, "")
+            assert on_worker.result().entries
+            for name, workers in (("here", None), ("workers", LocalWorkers(2))):
+                db = tmp_path / f"{name}.duckdb"
+                with Store(str(db)) as store, Fetcher(config.fetch) as fetcher:
+                    outcome = stages.poll_feeds(
+                        config, store, fetcher, "run-1", sim.now, workers=workers
+                    )
+                    recorded[name] = (
+                        outcome,
+                        # not the feed that offered an entry first, the order of recording, nor
+                        # the next poll (from the entries each feed offered first): answers come
+                        # in whatever order the feeds' servers answer; nor a failing feed's
+                        # backoff, which has jitter
+                        store.sql(
+                            "SELECT * EXCLUDE (feed_url, updated_seq) FROM entries ORDER BY ALL"
+                        ),
+                        store.sql(
+                            "SELECT * EXCLUDE (etag, last_modified, next_poll_at, backoff_until) "
+                            "FROM feeds ORDER BY ALL"
+                        ),
+                        store.sql(
+                            "SELECT url, outcome, error FROM fetch_log WHERE kind = 'feed' "
+                            "ORDER BY ALL"
+                        ),
+                    )
+    finally:
+        shutdown_pool()
+    assert recorded["here"][0].entries_new > 100
+    assert recorded["workers"] == recorded["here"]
