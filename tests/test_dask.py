@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from store_snapshots import snapshot
 
 from flows.cycle import cycle_flow, open_working_store, run_cycle
 from flows.distribute import LocalWorkers
@@ -114,32 +115,6 @@ class Served:
     local: dict[str, object]  # the snapshot of a cycle on the local process pool
 
 
-def _snapshot(db: Path) -> dict[str, object]:
-    con = duckdb.connect(str(StoreLayout.for_db(db).working), read_only=True)
-    try:
-
-        def rows(sql: str) -> list[tuple]:
-            return con.execute(sql).fetchall()
-
-        return {
-            "articles": rows(
-                "SELECT article_id, canonical_url, outlet_id, title, published_at, "
-                "text, text_source, content_hash, word_count FROM articles ORDER BY article_id"
-            ),
-            "entries": rows("SELECT entry_id, status, article_id FROM entries ORDER BY 1"),
-            "members": rows(
-                "SELECT article_id, cluster_id, matched_article_id, match_kind "
-                "FROM cluster_members ORDER BY article_id"
-            ),
-            "clusters": rows(
-                "SELECT cluster_id, founder_article_id, status, merged_into FROM clusters "
-                "ORDER BY cluster_id"
-            ),
-        }
-    finally:
-        con.close()
-
-
 def _query(db: Path, sql: str) -> list[tuple]:
     con = duckdb.connect(str(StoreLayout.for_db(db).working), read_only=True)
     try:
@@ -163,7 +138,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             run_cycle(load_outlets(outlets), local, sim.now, 2, str(uuid.uuid4()))
         finally:
             shutdown_pool()  # the local pool's processes end with the cycle they served
-        yield Served(sim, outlets, _snapshot(local))
+        yield Served(sim, outlets, snapshot(local))
 
 
 def _stored_once(db: Path) -> None:
@@ -188,7 +163,7 @@ def test_a_cycle_on_two_dask_workers_stores_what_the_local_pool_stores(
         str(served.outlets), str(db), as_of=served.sim.now, dask_scheduler=cluster.address
     )
     assert summary["articles_new"] == len(served.local["articles"])  # type: ignore[arg-type]
-    assert _snapshot(db) == served.local
+    assert snapshot(db) == served.local
     _stored_once(db)
     # both workers did a share of the work, and only they did it
     assert _worker_pids(db) == {w.pid for w in cluster.workers}
@@ -225,7 +200,7 @@ def test_a_worker_killed_mid_stage_loses_nothing_and_stores_nothing_twice(
     assert killed.is_set()
     assert victim.wait(15) == -signal.SIGKILL
     assert summary["articles_new"] == len(served.local["articles"])  # type: ignore[arg-type]
-    assert _snapshot(db) == served.local
+    assert snapshot(db) == served.local
     _stored_once(db)
     survivor = cluster.workers[1].pid
     assert survivor in _worker_pids(db)
@@ -263,4 +238,4 @@ def test_a_batch_delivered_twice_changes_nothing(served: Served, tmp_path: Path)
         store.close()
     _stored_once(db)
     articles = _query(db, "SELECT article_id, canonical_url, text FROM articles ORDER BY 1")
-    assert articles == [(a[0], a[1], a[5]) for a in served.local["articles"]]  # type: ignore[attr-defined]
+    assert articles == [(a[0], a[1], a[6]) for a in served.local["articles"]]  # type: ignore[attr-defined]

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from store_snapshots import snapshot
 
 from simulator import OutletSimulator, load_corpus
 from store.publish import StoreLayout
@@ -183,40 +184,6 @@ def _interrupt(
     return process.returncode != 0
 
 
-def _snapshot(db: Path) -> dict[str, object]:
-    con = duckdb.connect(str(StoreLayout.for_db(db).working), read_only=True)
-    try:
-
-        def rows(sql: str) -> list[tuple]:
-            return con.execute(sql).fetchall()
-
-        return {
-            "articles": rows(
-                "SELECT article_id, canonical_url, outlet_id, title, published_at, "
-                "first_seen_at, text, text_source, content_hash, word_count "
-                "FROM articles ORDER BY article_id"
-            ),
-            "entries": rows(
-                "SELECT entry_id, status, article_id, first_seen_at FROM entries ORDER BY 1"
-            ),
-            "members": rows(
-                "SELECT article_id, cluster_id, matched_article_id, match_kind "
-                "FROM cluster_members ORDER BY article_id"
-            ),
-            "clusters": rows(
-                "SELECT cluster_id, founder_article_id, status, merged_into FROM clusters "
-                "ORDER BY cluster_id"
-            ),
-            "matches": rows(
-                "SELECT article_id, other_article_id FROM article_matches ORDER BY 1, 2"
-            ),
-            "signatures": rows("SELECT count(*), count(DISTINCT article_id) FROM signatures"),
-            "bands": rows("SELECT count(*) FROM band_keys"),
-        }
-    finally:
-        con.close()
-
-
 @dataclass(frozen=True)
 class Served:
     sim: OutletSimulator
@@ -239,7 +206,7 @@ def served(tmp_path_factory: pytest.TempPathFactory):
         clean = folder / "clean.duckdb"
         for _ in range(2):  # the same as the interrupted runs' last, clean cycle
             _run_to_the_end(outlets, clean, sim.now, folder / "clean.log")
-        yield Served(sim, outlets, _snapshot(clean), clean.stat().st_size)
+        yield Served(sim, outlets, snapshot(clean), clean.stat().st_size)
 
 
 @pytest.mark.parametrize(
@@ -259,7 +226,7 @@ def test_cycles_interrupted_at_random_points_lose_nothing(
     assert landed[:2] == [True, True], landed
     interrupted = sum(landed)
     _run_to_the_end(outlets, db, sim.now, log)
-    after = _snapshot(db)
+    after = snapshot(db)
     assert after == clean, [key for key in clean if after[key] != clean[key]]
     con = duckdb.connect(str(StoreLayout.for_db(db).working), read_only=True)
     try:
@@ -292,5 +259,5 @@ def test_cycles_stopped_by_a_full_disk_lose_nothing(served: Served, tmp_path: Pa
         assert process.returncode != 0 and "done" not in out
     assert "File too large" in log.read_text()
     _run_to_the_end(outlets, db, sim.now, log)
-    after = _snapshot(db)
+    after = snapshot(db)
     assert after == clean, [key for key in clean if after[key] != clean[key]]
