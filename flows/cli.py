@@ -116,7 +116,10 @@ def _count_verbosity(ctx: typer.Context, param: typer.CallbackParam, value: int)
     level = LOG_LEVELS[max(-1, min(2, meta["verbosity"]))]
     for name in ("", "prefect"):  # narratrace logs to the root logger; Prefect to its own
         logging.getLogger(name).setLevel(level)
-    os.environ["PREFECT_LOGGING_LEVEL"] = logging.getLevelName(level)  # flow-run subprocesses
+    # flow runs that `serve` starts in subprocesses configure logging from Prefect's settings:
+    # its loggers take PREFECT_LOGGING_LEVEL, the root logger (narratrace's) the ROOT one
+    for setting in ("PREFECT_LOGGING_LEVEL", "PREFECT_LOGGING_ROOT_LEVEL"):
+        os.environ[setting] = logging.getLevelName(level)
 
 
 # every command takes these two (tests/test_cli.py checks that each one does)

@@ -85,9 +85,10 @@ def _commands(command=None, path=()):
 
 @pytest.fixture
 def cli(monkeypatch):
-    """Run the command line in this process; -v/-q set log levels and PREFECT_LOGGING_LEVEL,
-    which are put back afterwards."""
-    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", os.environ.get("PREFECT_LOGGING_LEVEL", "WARNING"))
+    """Run the command line in this process; -v/-q set log levels and Prefect's logging
+    settings, which are put back afterwards."""
+    for setting in ("PREFECT_LOGGING_LEVEL", "PREFECT_LOGGING_ROOT_LEVEL"):
+        monkeypatch.setenv(setting, os.environ.get(setting, "WARNING"))
     levels = {name: logging.getLogger(name).level for name in ("", "prefect")}
     runner = CliRunner()
     yield lambda *args: runner.invoke(app, list(args), prog_name="narratrace")
@@ -130,6 +131,29 @@ def test_version_prints_the_package_version():
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"narratrace {version('narratrace')}\n"
     assert version("narratrace") == "0.1.0"  # pyproject's version, as installed
+
+
+def test_verbosity_reaches_the_flow_runs_serve_starts_in_subprocesses(cli, tmp_path):
+    """A flow run that `serve` starts is a new process that sets its logging up from
+    Prefect's settings: narratrace's own loggers there take the level -v and -q gave."""
+    probe = (
+        "import logging\n"
+        "from prefect.logging.configuration import setup_logging\n"
+        "setup_logging()\n"
+        "print(logging.getLevelName(logging.getLogger('flows.stages').getEffectiveLevel()))\n"
+    )
+    opml = tmp_path / "feeds.opml"
+    opml.write_text(
+        '<opml version="2.0"><body><outline xmlUrl="https://a.example/rss"/></body></opml>'
+    )
+    for n, (flags, level) in enumerate(((["-v"], "INFO"), (["-vv"], "DEBUG"), (["-q"], "ERROR"))):
+        done = cli(*flags, "outlets", "import", str(opml), "--out", str(tmp_path / f"{n}.toml"))
+        assert done.exit_code == 0, done.output
+        env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+        shown = subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+        )
+        assert shown.stdout.strip() == level, (flags, shown.stderr)
 
 
 def test_verbosity_sets_the_log_level(tmp_path):
