@@ -30,6 +30,7 @@ apply_offline_defaults()
 
 import flows.cycle  # noqa: E402
 from flows.cycle import CycleInterrupted, cycle_flow, report_flow, run_cycle  # noqa: E402
+from flows.gather import GatherError, gather_flow, run_gather, shard_paths  # noqa: E402
 from ingest.config import (  # noqa: E402
     ConfigError,
     check_cron,
@@ -40,7 +41,7 @@ from ingest.config import (  # noqa: E402
     with_schedule,
 )
 from store.db import DEFAULT_MEMORY_LIMIT, StoreError  # noqa: E402
-from store.publish import Catalog, PublishError  # noqa: E402
+from store.publish import Catalog, PublishError, StoreLayout  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTLETS = ROOT / "seeds" / "outlets.toml"
@@ -756,6 +757,157 @@ def reprocess(
 
 
 @app.command()
+def gather(
+    shards: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Each shard's database (its --db path): a store with cycles of its own.",
+            show_default=False,
+        ),
+    ],
+    db: DbOpt = DEFAULT_DB,
+    no_prefect: Annotated[
+        bool,
+        typer.Option("--no-prefect", help="Gather without Prefect (no flow run record)."),
+    ] = False,
+    memory_limit: Annotated[
+        str, typer.Option(help="DuckDB's memory cap while gathering and detecting.")
+    ] = DEFAULT_MEMORY_LIMIT,
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = 0,
+) -> None:
+    """Gather the finished cycles of other stores (shards, each polling its own outlets) into
+    the store at --db, in one transaction per shard run, then detect narratives across all of
+    them and publish its catalog. Reads each shard's published catalog, so it never waits for
+    a shard's cycle; a run gathered before is left as it is. A shard that cannot be read is
+    named and the command exits 1, after gathering the others."""
+    with _signal_noted():
+        if no_prefect:
+            import uuid
+
+            summary = run_gather(db, shards, str(uuid.uuid4()), memory_limit=memory_limit)
+        else:
+            summary = gather_flow(
+                str(db), [str(shard) for shard in shards], memory_limit=memory_limit
+            )
+    table = Table(title="gather", show_header=False)
+    for key, value in summary.items():
+        table.add_row(key, str(value))
+    console.print(table)
+    console.print(f"database: {db.resolve()}")
+
+
+def _shard_pair(value: str) -> tuple[Path, Path]:
+    outlets, sep, db = value.partition("=")
+    if not sep or not outlets or not db:
+        raise _fail(f"--shard {value!r}: give OUTLETS=DB, an outlets file and its database")
+    return Path(outlets), Path(db)
+
+
+@app.command("deploy-shards")
+def deploy_shards(
+    shard: Annotated[
+        list[str],
+        typer.Option(
+            "--shard",
+            help="OUTLETS=DB: a shard's outlets file and its own database; repeat per shard.",
+            show_default=False,
+        ),
+    ],
+    db: DbOpt = DEFAULT_DB,
+    pool: Annotated[
+        str, typer.Option("--pool", help="Prefect work pool (type process; made if missing).")
+    ] = "narratrace",
+    interval_minutes: Annotated[
+        float,
+        typer.Option(help="How often each shard runs a cycle and the writer gathers them."),
+    ] = 15.0,
+    processes: Annotated[
+        int, typer.Option(help="Extraction processes of each shard's cycle (trafilatura).")
+    ] = 2,
+    dask_scheduler: DaskOpt = None,
+    verbose: VerboseOpt = 0,
+    quiet: QuietOpt = 0,
+) -> None:
+    """Deploy sharded polling on a Prefect work pool: one cycle deployment per shard (its own
+    outlets file and database) and one gathering into the writer's database at --db, each on
+    the interval, at most one run of each at a time. Workers on any machine run them:
+    `prefect worker start --pool POOL`. Needs PREFECT_API_URL (the server the workers poll).
+    Paths are stored as given, made absolute: every worker must see them at the same place."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+    from prefect.deployments.runner import EntrypointType
+    from prefect.exceptions import ObjectNotFound
+
+    if not os.environ.get("PREFECT_API_URL"):
+        raise _fail("deploy-shards needs the Prefect server your workers poll: set PREFECT_API_URL")
+    if not 0 < interval_minutes < math.inf:
+        raise _fail(f"--interval-minutes must be greater than 0, got {interval_minutes:g}")
+    pairs = [_shard_pair(value) for value in shard]
+    for outlets, _db in pairs:
+        _load(outlets)
+    try:
+        dbs = shard_paths(db, [shard_db for _outlets, shard_db in pairs])
+    except StoreError as exc:
+        raise _fail(str(exc)) from None
+    import httpx
+
+    try:
+        with get_client(sync_client=True) as client:
+            try:
+                kind = client.read_work_pool(pool).type
+            except ObjectNotFound:
+                client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+                kind = "process"
+    except httpx.TransportError as exc:
+        url = os.environ["PREFECT_API_URL"]
+        raise _fail(f"cannot reach the Prefect server at {url} (PREFECT_API_URL): {exc}") from None
+    if kind != "process":
+        raise _fail(f"work pool {pool!r} is of type {kind}; narratrace deploys to a process pool")
+    every = timedelta(minutes=interval_minutes)
+    one_at_a_time = ConcurrencyLimitConfig(
+        limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+    )
+    common = {
+        "work_pool_name": pool,
+        "interval": every,
+        "concurrency_limit": one_at_a_time,
+        "build": False,
+        "push": False,
+        "entrypoint_type": EntrypointType.MODULE_PATH,  # narratrace as installed on workers
+        "print_next_steps": False,
+    }
+    names = []
+    for (outlets, _given), shard_db in zip(pairs, dbs, strict=True):
+        name = f"shard-{shard_db.stem}"
+        cycle_flow.deploy(
+            name=name,
+            parameters={
+                "outlets_path": str(outlets.resolve()),
+                "db_path": str(shard_db),
+                "processes": processes,
+                "dask_scheduler": _scheduler(dask_scheduler),
+            },
+            **common,  # type: ignore[arg-type]
+        )
+        names.append(f"narratrace-cycle/{name}")
+    writer = StoreLayout.for_db(db).catalog
+    gather_flow.deploy(
+        name=f"gather-{writer.stem}",
+        parameters={"db_path": str(writer), "shards": [str(path) for path in dbs]},
+        **common,  # type: ignore[arg-type]
+    )
+    names.append(f"narratrace-gather/gather-{writer.stem}")
+    console.print(
+        f"deployed on work pool {pool}, every {interval_minutes:g} min: {', '.join(names)}\n"
+        f"start a worker on each machine that runs them: prefect worker start --pool {pool}",
+        markup=False,
+        highlight=False,
+    )
+
+
+@app.command()
 def export(
     db: DbOpt = DEFAULT_DB,
     export_format: Annotated[
@@ -823,7 +975,7 @@ def _one_line(exc: BaseException) -> str:
     text = lines[0] if lines else ""
     if "could not allocate" in text.lower() or "out of memory" in text.lower():
         return f"DuckDB ran out of memory (try a larger --memory-limit): {text}"
-    known = (ConfigError, StoreError, PublishError)
+    known = (ConfigError, StoreError, PublishError, GatherError)
     return text if isinstance(exc, known) and text else f"{type(exc).__name__}: {text}"
 
 

@@ -263,7 +263,9 @@ class Store:
         return _Transaction(self.con)
 
     # ------------------------------------------------------------------ runs
-    def begin_run(self, run_id: str, as_of: datetime, outlets_file: str) -> int:
+    def begin_run(
+        self, run_id: str, as_of: datetime, outlets_file: str | None, kind: str = "cycle"
+    ) -> int:
         """Record a run as started. Runs still marked running were left by a process that
         ended without finishing them (killed, power lost; this one holds the database's only
         write lock): they are marked abandoned, and their number returned."""
@@ -275,9 +277,9 @@ class Store:
                 [datetime.now(UTC)],
             )
             self.sql(
-                "INSERT INTO runs (run_id, started_at, as_of, status, outlets_file) "
-                "VALUES (?, ?, ?, 'running', ?)",
-                [run_id, datetime.now(UTC), _utc(as_of), outlets_file],
+                "INSERT INTO runs (run_id, started_at, as_of, status, outlets_file, kind) "
+                "VALUES (?, ?, ?, 'running', ?, ?)",
+                [run_id, datetime.now(UTC), _utc(as_of), outlets_file, kind],
             )
         for (old_run,) in abandoned:
             log.warning("run %s was left unfinished by a process that ended: abandoned", old_run)
@@ -546,6 +548,48 @@ class Store:
             )
         return added
 
+    def gathered_runs(self, run_ids: Iterable[str]) -> set[str]:
+        """Which of these shard runs are gathered here already."""
+        ids = list(run_ids)
+        if not ids:
+            return set()
+        rows = self.sql(
+            "SELECT run_id FROM shard_runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))", [ids]
+        )
+        return {row[0] for row in rows}
+
+    def update_outlets(self, outlets: pa.Table, feeds: pa.Table) -> None:
+        """A shard's outlets and feeds as it has them now (its feed state included), in one
+        transaction: a row of the same outlet or feed is replaced."""
+        with self.transaction():
+            self._upsert("outlets", outlets, "outlet_id")
+            self._upsert("feeds", feeds, "feed_url")
+
+    def load_shard_run(
+        self, shard: str, gather_run: str, run: pa.Table, articles: pa.Table, fetches: pa.Table
+    ) -> int | None:
+        """Gather one finished run of a shard in one transaction: its `runs` row, the articles
+        it stored (an article stored here already, by id or canonical URL, is left as it is)
+        and its fetch records, with the run's id in `shard_runs`. A run gathered before
+        changes nothing (None); else the articles added."""
+        (run_id,) = run.column("run_id").to_pylist()
+        with self.transaction():
+            if self.sql("SELECT 1 FROM shard_runs WHERE run_id = ?", [run_id]):
+                return None
+            self._insert("runs", run, "ON CONFLICT (run_id) DO NOTHING")
+            added = self.insert_articles(articles)
+            self._insert("fetch_log", fetches)
+            self.sql(
+                "INSERT INTO shard_runs VALUES (?, ?, ?, now(), ?)",
+                [run_id, shard, added, gather_run],
+            )
+        return added
+
+    def _upsert(self, table: str, rows: pa.Table, key: str) -> None:
+        columns = [c for c in rows.column_names if c != key]
+        sets = ", ".join(f"{c} = excluded.{c}" for c in columns)
+        self._insert(table, rows, f"ON CONFLICT ({key}) DO UPDATE SET {sets}")
+
     def _finish_entries(
         self, articles: Sequence[dict[str, Any]], updates: Sequence[dict[str, Any]]
     ) -> int:
@@ -567,8 +611,8 @@ class Store:
     def pending_entries(self) -> int:
         return int(self.sql("SELECT count(*) FROM entries WHERE status = 'pending'")[0][0])
 
-    def insert_articles(self, rows: Sequence[dict[str, Any]]) -> int:
-        if not rows:
+    def insert_articles(self, rows: Sequence[dict[str, Any]] | pa.Table) -> int:
+        if not len(rows):
             return 0
         before = self.count("articles")
         self._insert_new("articles", rows, ["article_id"], unique=["canonical_url"])

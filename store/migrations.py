@@ -427,6 +427,24 @@ def _009_articles_text_zstd(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE articles__009 RENAME TO articles")
 
 
+def _010_shards(con: duckdb.DuckDBPyConnection) -> None:
+    """A store that gathers the runs of other stores (shards, `flows.gather`): each shard run
+    gathered, by id, so a run gathered again changes nothing; and what kind of run a `runs` row
+    is (a cycle that polled feeds, or a gathering)."""
+    con.execute(
+        """
+        ALTER TABLE runs ADD COLUMN kind VARCHAR DEFAULT 'cycle';  -- cycle | gather
+        CREATE TABLE shard_runs (
+            run_id      VARCHAR PRIMARY KEY,   -- the shard's run (also a row of runs)
+            shard       VARCHAR NOT NULL,      -- the shard's database, as gathered from
+            articles    INTEGER NOT NULL,      -- articles it added here
+            gathered_at TIMESTAMPTZ NOT NULL,
+            gather_run  VARCHAR NOT NULL       -- the gathering run that took it in
+        );
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("001_initial", _001_initial),
     ("002_views", _002_views),
@@ -437,4 +455,5 @@ MIGRATIONS: list[Migration] = [
     ("007_band_keys", _007_band_keys),
     ("008_batches", _008_batches),
     ("009_articles_text_zstd", _009_articles_text_zstd),
+    ("010_shards", _010_shards),
 ]

@@ -45,7 +45,14 @@ import duckdb
 log = logging.getLogger(__name__)
 
 # small tables, copied whole into every catalog
-SNAPSHOT_TABLES = ("outlets", "feeds", "runs", "detection_params", "schema_migrations")
+SNAPSHOT_TABLES = (
+    "outlets",
+    "feeds",
+    "runs",
+    "shard_runs",
+    "detection_params",
+    "schema_migrations",
+)
 # large tables that only ever gain rows: published as Parquet files of the rows added since
 # the last publication (cluster_members and clusters are resolved through merged_clusters)
 APPEND_TABLES = (

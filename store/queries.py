@@ -169,7 +169,7 @@ def day_activity(db: Reader, start: datetime, end: datetime) -> DayActivity:
     window = [start, end]
     runs = db.sql(
         "SELECT count(DISTINCT as_of), count(DISTINCT as_of) FILTER (WHERE status = 'completed') "
-        "FROM runs WHERE as_of >= $1 AND as_of < $2",
+        "FROM runs WHERE kind = 'cycle' AND as_of >= $1 AND as_of < $2",
         window,
     )[0]
     feeds = db.sql(
