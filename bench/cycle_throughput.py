@@ -196,8 +196,9 @@ def the_same_pages(
 
 def one_cycle(
     toml: str, workdir: Path, processes: int, sim_pid: int, dask: str | None = None
-) -> tuple[float, dict]:
-    """One cycle into a new database: (articles per second, summary); prints its figures."""
+) -> tuple[float, dict, float]:
+    """One cycle into a new database: (articles per second, summary, CPU seconds of the
+    cycle's process and its pool workers); prints its figures."""
     outlets = workdir / "outlets.toml"
     outlets.write_text(toml, encoding="utf-8")
     config = load_outlets(outlets)
@@ -241,10 +242,11 @@ def one_cycle(
     by_role = ", ".join(f"{k} {v:.1f}" for k, v in sorted(memory.thread_cpu().items()))
     print(f"  cycle process CPU seconds by thread: {by_role}")
     print(f"  database: {db.stat().st_size / 2**20:.0f} MiB")
-    return rate, summary
+    return rate, summary, cpu_main + cpu_workers
 
 
-def bare(pages: list[tuple[bytes, str]], processes: int) -> float:
+def bare(pages: list[tuple[bytes, str]], processes: int) -> tuple[float, float]:
+    """(pages per second, worker CPU seconds) of bare extraction; prints its figures."""
     kb = sorted(len(body) / 1024 for body, _url in pages)
     print(
         f"bare extraction: the same {len(pages)} pages (KB median {kb[len(kb) // 2]:.0f}, "
@@ -260,7 +262,7 @@ def bare(pages: list[tuple[bytes, str]], processes: int) -> float:
         f"{ok} gave text); worker CPU {bare_cpu:.1f} s "
         f"({bare_cpu / len(pages) * 1000:.1f} ms per page)"
     )
-    return bare_rate
+    return bare_rate, bare_cpu
 
 
 class DaskCluster:
@@ -365,7 +367,8 @@ def main() -> None:
         workdir = Path(tempfile.mkdtemp(prefix="narratrace-bench-", dir="/tmp"))
         try:
             print(f"-- local pool ({args.processes} processes)")
-            rate, _summary = one_cycle(sim.toml, workdir, args.processes, sim.pid)
+            rate, summary, cycle_cpu = one_cycle(sim.toml, workdir, args.processes, sim.pid)
+            served_before = sim.served()
             cost = batch_cost(None, args.processes)
             print(f"  cost per batch (empty batch round trip): {cost:.2f} ms")
             shutdown_pool()
@@ -375,7 +378,7 @@ def main() -> None:
                     for workers in (1, 2):
                         cluster.add_worker()
                         print(f"-- Dask: scheduler and {workers} one-thread worker(s) on 127.0.0.1")
-                        dask_rate, _ = one_cycle(sim.toml, workdir, 1, sim.pid, cluster.address)
+                        dask_rate, _, _ = one_cycle(sim.toml, workdir, 1, sim.pid, cluster.address)
                         cost = batch_cost(cluster.address, 1)
                         print(f"  cost per batch (empty batch round trip): {cost:.2f} ms")
                         print(f"  Dask ({workers} workers) / local pool: {dask_rate / rate:.2f}")
@@ -383,10 +386,18 @@ def main() -> None:
                     cluster.close()
             requests, sim_cpu = sim.stop()
             print(f"  simulators (another process): {requests} requests, {sim_cpu:.1f} CPU s")
-            bare_rate = bare(
+            bare_rate, bare_cpu = bare(
                 the_same_pages(sim.toml, args.outlets, args.articles, light), args.processes
             )
             ratios[corpus] = rate / bare_rate
+            n = max(1, summary.get("articles_new", 0))
+            served = served_before[1]  # the simulators' CPU during the local pool's cycle
+            print(
+                f"CPU per article (local pool): bare extraction {bare_cpu / n * 1000:.1f} ms; "
+                f"the cycle {(cycle_cpu + served) / n * 1000:.1f} ms (its process and workers, "
+                f"start-up included, and the simulators {served / n * 1000:.1f} ms): it adds "
+                f"{(cycle_cpu + served - bare_cpu) / n * 1000:.1f} ms an article to extraction"
+            )
             print(f"cycle / bare-extraction limit ({corpus}): {ratios[corpus]:.2f}")
         finally:
             shutil.rmtree(workdir)  # the databases and what was published beside them

@@ -331,7 +331,8 @@ def _serve(n_outlets: int, n_articles: int, hosts: int, light: bool, conn: Any) 
             sim._article(sim.corpus.outlet(article.outlet), article)
     conn.send(outlets_toml(sims))
     ready = cpu_seconds()  # building and rendering are not serving
-    conn.recv()  # until told to stop
+    while conn.recv() != "stop":  # "served": the figures so far
+        conn.send((sum(sim.stats.requests for sim in sims), cpu_seconds() - ready))
     requests = sum(sim.stats.requests for sim in sims)
     serving = cpu_seconds() - ready
     for sim in sims:
@@ -342,7 +343,8 @@ def _serve(n_outlets: int, n_articles: int, hosts: int, light: bool, conn: Any) 
 class SimulatorProcess:
     """The simulators in a process of their own (the web is not in the crawler's process):
     `toml` is the outlets file; `stop()` returns (requests served, CPU seconds spent serving
-    them, the corpus building and page rendering before the first request left out)."""
+    them, the corpus building and page rendering before the first request left out);
+    `served()` the same figures so far."""
 
     def __init__(self, n_outlets: int, n_articles: int, hosts: int = 25, light: bool = False):
         ctx = multiprocessing.get_context("spawn")
@@ -355,6 +357,11 @@ class SimulatorProcess:
         self.pid = self._proc.pid or 0
         self.toml: str = self._conn.recv()
         self.startup_seconds = time.perf_counter() - started
+
+    def served(self) -> tuple[int, float]:
+        self._conn.send("served")
+        result: tuple[int, float] = self._conn.recv()
+        return result
 
     def stop(self) -> tuple[int, float]:
         self._conn.send("stop")

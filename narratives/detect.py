@@ -94,6 +94,11 @@ class SignedTexts:
         keys of its text and the chrome keys it dropped; `take` hands it out once."""
         self._offered[article_id] = (signed, frozenset(short_keys), frozenset(applied))
 
+    def offered_keys(self, article_id: int) -> frozenset[int] | None:
+        """The short paragraph keys of an offered article's text (None: not offered)."""
+        entry = self._offered.get(article_id)
+        return None if entry is None else entry[1]
+
     def take(self, article_id: int, chrome: set[int]) -> Signed | None:
         """The offered signing of a new article if `chrome` drops the same paragraphs from
         it as the chrome it was signed with (then it equals signing it here); else None."""
@@ -414,11 +419,18 @@ def _verify_with_stored(
 
 
 def batch_paragraphs(
-    batch: Sequence[StoredText], params: DetectionParams
-) -> tuple[dict[int, list[Paragraph]], dict[int, set[int]], pa.Table]:
-    """Each article's paragraphs, the keys of its short ones, and those keys as rows."""
-    read = {item.article_id: read_paragraphs(item.text, params.chrome_max_words) for item in batch}
-    short_keys = {article: short_paragraph_keys(paras) for article, paras in read.items()}
+    batch: Sequence[StoredText], params: DetectionParams, recent: SignedTexts
+) -> tuple[dict[int, set[int]], pa.Table]:
+    """The keys of each article's short paragraphs (those a worker sent with its signing, or
+    read here), and those keys as rows."""
+    short_keys = {}
+    for item in batch:
+        known = recent.offered_keys(item.article_id)
+        short_keys[item.article_id] = (
+            set(known)
+            if known is not None
+            else short_paragraph_keys(read_paragraphs(item.text, params.chrome_max_words))
+        )
     paragraphs = pa.Table.from_pylist(
         [
             {"outlet_id": item.outlet_id, "paragraph_key": key, "article_id": item.article_id}
@@ -427,7 +439,7 @@ def batch_paragraphs(
         ],
         schema=PARAGRAPHS_SCHEMA,
     )
-    return read, short_keys, paragraphs
+    return short_keys, paragraphs
 
 
 def detect_batch(
@@ -442,7 +454,7 @@ def detect_batch(
     """Sign a batch, find and verify its candidates, and place it in clusters: what to write,
     and the counts. Reads the store; writes nothing."""
     store.ensure_params(params.param_set_id, params.as_dict())
-    read, short_keys, paragraphs = batch_paragraphs(batch, params)
+    short_keys, paragraphs = batch_paragraphs(batch, params, recent)
     chrome = store.chrome_keys(
         {item.outlet_id for item in batch},
         params.chrome_min_articles,
@@ -457,12 +469,11 @@ def detect_batch(
     ids = [item.article_id for item in batch]
     signed_articles = {}
     for item in batch:
-        text = read.pop(item.article_id)
         offered = recent.take(item.article_id, chrome[item.outlet_id])  # signed by a worker
         signed_articles[item.article_id] = (
             SignedArticle(offered, band_keys(offered, params))
             if offered is not None
-            else sign_article(text, chrome[item.outlet_id], params, item.outlet_id)
+            else sign_article(item.text, chrome[item.outlet_id], params, item.outlet_id)
         )
     signed = {article: s.signed for article, s in signed_articles.items()}
     clock.lap("sign")

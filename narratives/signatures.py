@@ -6,20 +6,27 @@ signatures cost almost nothing extra. The values are exactly those of datasketch
 `MinHash(num_perm, seed, hashfunc=xxh32_intdigest, scheme="affine32").update_batch(shingles)`
 (tests/test_signatures.py checks this), so any stored signature can be rebuilt as a datasketch
 `LeanMinHash` for ad-hoc analysis.
+
+The scheme's two parts are written out here (datasketch 2.0.0's `_init_permutations` for
+"affine32" and its MurmurHash3 finalizer `_fmix`, a few lines each) rather than imported:
+importing datasketch imports its LSH and with it scipy, 0.35 s of CPU in every worker process
+that signs texts, which needs neither.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xxhash
-from datasketch import LeanMinHash, MinHash
-from datasketch.minhash import _fmix  # the scheme's mixing step; pinned datasketch==2.0.0
 
 from narratives.params import DetectionParams
 from narratives.text import Tokens
+
+if TYPE_CHECKING:
+    from datasketch import LeanMinHash
 
 UINT32_MAX = np.uint32(0xFFFFFFFF)
 
@@ -43,14 +50,27 @@ def shingle_hashes(words: tuple[str, ...], size: int) -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
-    return a.astype(np.uint32), b.astype(np.uint32)
+    """datasketch's affine32 permutations: a odd, b any, from numpy's RandomState(seed)."""
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
+
+
+def _fmix(hashes: np.ndarray) -> np.ndarray:
+    """The 32-bit MurmurHash3 finalizer, applied once before the permutations."""
+    with np.errstate(over="ignore"):
+        hashes = hashes ^ (hashes >> np.uint32(16))
+        hashes = hashes * np.uint32(0x85EBCA6B)
+        hashes = hashes ^ (hashes >> np.uint32(13))
+        hashes = hashes * np.uint32(0xC2B2AE35)
+        return hashes ^ (hashes >> np.uint32(16))
 
 
 def permuted(hashes: np.ndarray, params: DetectionParams) -> np.ndarray:
     """(n, num_perm) uint32 matrix: every shingle under every permutation."""
     a, b = _permutations(params.num_perm, params.seed)
-    mixed = _fmix(hashes.astype(np.uint32).reshape(-1, 1), 32)
+    mixed = _fmix(hashes.astype(np.uint32).reshape(-1, 1))
     with np.errstate(over="ignore"):
         return (mixed * a + b).astype(np.uint32, copy=False)
 
@@ -203,6 +223,8 @@ def _mix_band(hashes: np.ndarray, numbers: np.ndarray) -> np.ndarray:
 
 def to_lean_minhash(signature: np.ndarray, params: DetectionParams) -> LeanMinHash:
     """A stored signature as a datasketch LeanMinHash (e.g. for MinHash.jaccard)."""
+    from datasketch import LeanMinHash
+
     return LeanMinHash(seed=params.seed, hashvalues=signature, scheme=params.scheme)
 
 

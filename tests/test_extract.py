@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+import trafilatura
+from trafilatura.deduplication import LRUCache
 
+import ingest.batch
 import ingest.extract
-from ingest.extract import (
-    Extracted,
-    ExtractionError,
-    PageToExtract,
-    extract_article,
-    extract_many,
-    extract_stream,
-    is_html,
-)
+from ingest.batch import BatchPage, PageBatch
+from ingest.config import FetchSettings
+from ingest.extract import Extracted, ExtractionError, extract_article, is_html
+from ingest.http import FetchResult
 from simulator.corpus import DemoArticle, DemoOutlet
 from simulator.pages import CHROMES, render_article_page
 
@@ -82,15 +79,6 @@ NO_MAIN_TEXT = b"""<!DOCTYPE html>
 </ul></footer>
 </body></html>
 """
-
-
-@pytest.fixture
-def pool() -> Iterator[None]:
-    ingest.extract.shutdown_pool()  # whatever an earlier test left running
-    try:
-        yield
-    finally:
-        ingest.extract.shutdown_pool()
 
 
 # ----------------------------------------------------------------------------- one page
@@ -222,80 +210,52 @@ def test_is_html(content_type: str, body: bytes, expected: bool) -> None:
 # ----------------------------------------------------------------------------- batches
 
 
-def batch() -> list[PageToExtract]:
-    return [
-        PageToExtract("good-agency", page("agency"), URL, "text/html"),
-        PageToExtract("pdf", b"%PDF-1.4\n", URL, "application/pdf"),
-        PageToExtract("empty", NO_MAIN_TEXT, URL, "text/html"),
-        PageToExtract("good-blog", page("blog", "hi"), URL, ""),
-    ]
+@pytest.mark.parametrize("chrome", sorted(CHROMES))
+def test_the_same_text_and_metadata_as_trafilatura_extract(chrome: str) -> None:
+    """extract_article takes trafilatura's Document (bare_extraction) rather than the JSON
+    `trafilatura.extract` renders from it: every field must be what that JSON says."""
+    body = page(chrome)
+    raw = trafilatura.extract(
+        body,
+        url=URL,
+        output_format="json",
+        with_metadata=True,
+        favor_precision=True,
+        include_comments=False,
+        include_tables=False,
+        deduplicate=LRUCache(maxsize=4096),
+    )
+    assert raw
+    data = json.loads(raw)
+    doc = extract_article(body, URL, "text/html")
+    assert doc.text == "\n\n".join(
+        line.strip() for line in data["text"].splitlines() if line.strip()
+    )
+    assert doc.title == data["title"]
+    assert doc.author == data["author"]
+    assert doc.sitename == data["source-hostname"]
+    assert doc.language == (data["language"] or "en")
+    assert doc.published_at is not None
+    assert doc.published_at.date().isoformat() == data["date"][:10]
 
 
-def check_batch(results: list[tuple[str, Extracted | None, str | None]]) -> None:
-    assert [key for key, _, _ in results] == ["good-agency", "pdf", "empty", "good-blog"]
-    (
-        (_, agency, agency_error),
-        (_, pdf, pdf_error),
-        (_, empty, empty_error),
-        (_, blog, blog_error),
-    ) = results
-    assert agency_error is None and agency is not None
-    assert agency.text == "\n\n".join(PARAGRAPHS)
-    assert pdf is None and pdf_error is not None and "not an HTML page" in pdf_error
-    assert empty is None and empty_error is not None and "no main text" in empty_error
-    assert blog_error is None and blog is not None
-    assert blog.language == "hi"
-    assert PARAGRAPHS[2] in blog.text
-
-
-def test_extract_many_in_process() -> None:
-    check_batch(extract_many(batch()))
-
-
-def test_extract_many_small_batch_stays_in_process(pool: None) -> None:
-    results = extract_many(batch(), processes=2, min_batch_for_pool=100)
-    check_batch(results)
-    assert ingest.extract._POOL is None  # no pool was started for a small batch
-
-
-def test_extract_many_in_a_process_pool(pool: None) -> None:
-    results = extract_many(batch(), processes=2, min_batch_for_pool=1)
-    assert ingest.extract._POOL is not None
-    check_batch(results)
-
-
-def test_extract_many_survives_an_extractor_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_extractor_crash_is_a_row_that_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
     def explode(body: bytes, url: str, content_type: str = "") -> Extracted:
         raise RuntimeError("parser exploded")
 
-    monkeypatch.setattr(ingest.extract, "extract_article", explode)
-    results = extract_many(batch()[:2])
-    assert [key for key, _, _ in results] == ["good-agency", "pdf"]
-    for _, extracted, error in results:
-        assert extracted is None
-        assert error == "extractor failed: RuntimeError: parser exploded"
-
-
-def test_extract_many_of_nothing() -> None:
-    assert extract_many([]) == []
-    assert extract_many([], processes=4, min_batch_for_pool=0) == []
-
-
-@pytest.mark.parametrize("per_task", [1, 3])
-def test_extract_stream_in_a_process_pool_yields_every_page_once(pool: None, per_task: int) -> None:
-    pages = batch()
-    pages = pages + [replace(p, key=p.key + "-again") for p in pages[:3]]  # 7: a partial task
-    results = list(extract_stream(iter(pages), processes=2, window=2, per_task=per_task))
-    assert sorted(key for key, _, _ in results) == sorted(p.key for p in pages)
-    by_key = {key: (doc, error) for key, doc, error in results}
-    check_batch([(p.key, *by_key[p.key]) for p in pages[:4]])
-    assert by_key["good-agency-again"][0] == by_key["good-agency"][0]
+    monkeypatch.setattr(ingest.batch, "extract_article", explode)
+    batch = PageBatch("b", 0, (), FetchSettings(), None)
+    fetched = FetchResult(URL, URL, 200, page(), "text/html")
+    row = ingest.batch._row(batch, BatchPage(1, URL, "alpha-news"), fetched)
+    assert row["fetched"] is True and row["status"] == 200
+    assert row["extract_error"] == "extractor failed: RuntimeError: parser exploded"
+    assert "text" not in row
 
 
 def test_workers_do_not_import_the_parents_main_module(tmp_path: Path) -> None:
     """A spawned worker would import the program that started it again (the `narratrace`
-    script imports the CLI and Prefect, seconds a worker); the pool's workers skip it and
-    still run batches."""
+    script imports the CLI and Prefect, seconds a worker); the pool's workers skip it, still
+    run batches, and import neither the store (DuckDB) nor Prefect nor datasketch."""
     imported = tmp_path / "imported"
     script = tmp_path / "program.py"
     script.write_text(
@@ -311,8 +271,10 @@ def test_workers_do_not_import_the_parents_main_module(tmp_path: Path) -> None:
         "    empty = PageBatch('b', 0, (), FetchSettings(), None)\n"
         "    results = [pool.submit(run_batch, empty) for _ in range(4)]\n"
         "    workers = {read_result(r.result(), DetectionParams()).worker for r in results}\n"
+        "    loaded = pool.submit(eval, 'list(__import__(\"sys\").modules)').result()\n"
         "    shutdown_pool()\n"
-        "    print(all(workers))\n",
+        "    print(all(workers))\n"
+        "    print(' '.join(sorted({m.split('.')[0] for m in loaded})))\n",
         encoding="utf-8",
     )
     root = Path(__file__).resolve().parent.parent
@@ -320,5 +282,9 @@ def test_workers_do_not_import_the_parents_main_module(tmp_path: Path) -> None:
         [sys.executable, str(script)], cwd=root, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "True"
+    ran, loaded = done.stdout.strip().splitlines()
+    assert ran == "True"
+    # what a batch needs is there; the store, the orchestrator and datasketch's LSH are not
+    assert {"trafilatura", "pyarrow", "numpy", "ingest", "narratives"} <= set(loaded.split())
+    assert {"duckdb", "prefect", "datasketch", "scipy", "flows", "store"}.isdisjoint(loaded.split())
     assert len(imported.read_text().split()) == 1  # the program itself, not its workers
