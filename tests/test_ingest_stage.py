@@ -4,8 +4,11 @@ detecting afterwards."""
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -164,9 +167,28 @@ def test_signed_texts_are_reused_only_while_the_outlets_chrome_drops_the_same_pa
     assert len(recent) == 2 and recent.get(1, house) is None  # the oldest went first
 
 
+class FailingWorkers(LocalWorkers):
+    """Workers that cannot take a feed (every other one: the pool is broken) or lose it (the
+    worker died while parsing it)."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+        self.refused = self.lost = 0
+
+    def parse_feed(self, body: bytes, url: str, content_type: str) -> Future[Any] | None:
+        if self.refused <= self.lost:
+            self.refused += 1
+            raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+        self.lost += 1
+        lost: Future[Any] = Future()
+        lost.set_exception(BrokenProcessPool("A process in the process pool was terminated"))
+        return lost
+
+
 def test_feeds_parsed_by_the_workers_are_recorded_as_feeds_parsed_here(tmp_path: Path) -> None:
     """Polling hands each feed's body to the worker pool to parse; the store ends the same as
-    when every feed is parsed in the polling process (entries, feed states, fetch log)."""
+    when every feed is parsed in the polling process (entries, feed states, fetch log), and
+    the same again when the workers refuse feeds or lose them (each is parsed here)."""
     corpus = load_corpus()
     recorded = {}
     try:
@@ -182,7 +204,12 @@ def test_feeds_parsed_by_the_workers_are_recorded_as_feeds_parsed_here(tmp_path:
             assert on_worker is not None
             assert on_worker.result() == parse_feed(body, feed, "")
             assert on_worker.result().entries
-            for name, workers in (("here", None), ("workers", LocalWorkers(2))):
+            failing = FailingWorkers()
+            for name, workers in (
+                ("here", None),
+                ("workers", LocalWorkers(2)),
+                ("failing", failing),
+            ):
                 db = tmp_path / f"{name}.duckdb"
                 with Store(str(db)) as store, Fetcher(config.fetch) as fetcher:
                     outcome = stages.poll_feeds(
@@ -210,3 +237,5 @@ def test_feeds_parsed_by_the_workers_are_recorded_as_feeds_parsed_here(tmp_path:
         shutdown_pool()
     assert recorded["here"][0].entries_new > 100
     assert recorded["workers"] == recorded["here"]
+    assert failing.refused >= 2 and failing.lost >= 2
+    assert recorded["failing"] == recorded["here"]
