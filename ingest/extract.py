@@ -76,7 +76,6 @@ def extract_article(body: bytes, url: str, content_type: str = "") -> Extracted:
         # A fresh cache per page: trafilatura's default cache is process-wide, so a story
         # syndicated verbatim (or a page fetched again) would be dropped after a few copies.
         deduplicate=LRUCache(maxsize=4096),
-        as_dict=False,
     )
     if not isinstance(doc, Document) or doc.body is None:
         raise ExtractionError("no main text found in the page")
