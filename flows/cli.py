@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import json
 import logging
 import math
@@ -983,8 +984,10 @@ def main() -> None:
     """Run a command and exit with what it did: 0 when it did its job, 1 when it failed (one
     line on stderr says why; -v shows the traceback), 2 for a usage error, 130 after Ctrl-C
     and 143 after SIGTERM. Child processes (extraction workers) and Prefect's threads are
-    stopped before the process ends."""
+    stopped before the process ends. SIGUSR1 prints every thread's stack to stderr (a
+    process that seems stuck says where), and the process goes on."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     code = 0

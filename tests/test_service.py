@@ -359,6 +359,7 @@ def test_a_signal_stops_a_cycle_and_leaves_nothing_behind(tmp_path, env, sent, c
             [sys.executable, "-m", "flows.cli", "run", "--once", "--outlets", str(outlets),
              "--db", str(db), "--processes", "2"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+            start_new_session=True,  # its whole process group can be killed if it hangs
         )  # fmt: skip
         try:
             deadline = time.monotonic() + 180
@@ -366,11 +367,18 @@ def test_a_signal_stops_a_cycle_and_leaves_nothing_behind(tmp_path, env, sent, c
                 assert process.poll() is None, process.communicate()
                 time.sleep(0.2)
             process.send_signal(sent)
-            out, err = process.communicate(timeout=90)
+            try:
+                out, err = process.communicate(timeout=90)
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGUSR1)  # its threads' stacks, to its stderr
+                time.sleep(2)
+                os.killpg(process.pid, signal.SIGKILL)
+                out, err = process.communicate(timeout=30)
+                pytest.fail(f"the cycle did not stop within 90 s of {sent.name}; stderr:\n{err}")
         finally:
             if process.poll() is None:
-                process.kill()
-                process.communicate()
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate(timeout=30)
     assert process.returncode == code, err
     assert "Traceback" not in err, err
     assert not no_process_left(env), "a process outlived the cycle"
