@@ -355,6 +355,12 @@ class SimulatorProcess:
         started = time.perf_counter()
         self._proc.start()
         self.pid = self._proc.pid or 0
+        while not self._conn.poll(0.5):  # a simulator that failed to start says so
+            if not self._proc.is_alive():
+                raise RuntimeError(
+                    f"the simulators exited with code {self._proc.exitcode} before serving "
+                    f"({n_outlets} outlets on {hosts} hosts)"
+                )
         self.toml: str = self._conn.recv()
         self.startup_seconds = time.perf_counter() - started
 

@@ -225,14 +225,44 @@ def run(
             )
         else:
             flows.cycle.progress_sink = progress
-            summary = cycle_flow(
-                str(outlets),
-                str(db),
-                processes=processes,
-                memory_limit=memory_limit,
-                dask_scheduler=dask_scheduler,
-            )
+            with _prefect_api(db.absolute().parent):
+                summary = cycle_flow(
+                    str(outlets),
+                    str(db),
+                    processes=processes,
+                    memory_limit=memory_limit,
+                    dask_scheduler=dask_scheduler,
+                )
     _print_summary(summary, db)
+
+
+@contextmanager
+def _prefect_api(log_dir: Path) -> Iterator[None]:
+    """Flow runs inside record to PREFECT_API_URL when it is set; otherwise to a local Prefect
+    server of this command's own (its log in `log_dir`), which ends with the command however
+    the command ends."""
+    if os.environ.get("PREFECT_API_URL"):
+        yield
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.server import LocalPrefectServer, ServerError
+
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log: Path | None = log_dir / "prefect-server.log"
+    except OSError:  # the command itself says what is wrong with the path
+        log = None
+    try:
+        server = LocalPrefectServer(log_path=log).start()
+    except ServerError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        with temporary_settings({PREFECT_API_URL: server.api_url}):
+            yield
+    finally:
+        stop_prefect_threads()  # what they hold (logs, events) reaches the server first
+        server.stop()
 
 
 def _scheduler(address: str | None) -> str | None:
@@ -322,14 +352,15 @@ def report(
     if not db.exists():
         raise _fail(f"no database at {db}; run `narratrace run --once` first")
     try:
-        paths = report_flow(
-            str(db),
-            str(out),
-            when,
-            str(narratives) if narratives else None,
-            window_days=window_days,
-            quiet_days=quiet_days,
-        )
+        with _prefect_api(db.absolute().parent):
+            paths = report_flow(
+                str(db),
+                str(out),
+                when,
+                str(narratives) if narratives else None,
+                window_days=window_days,
+                quiet_days=quiet_days,
+            )
     except (StoreError, ValueError, OSError) as exc:
         raise _fail(str(exc)) from None
     for path in paths:
@@ -507,7 +538,8 @@ def demo(
     from flows.demo import DemoError, run_demo
 
     try:
-        result = run_demo(out, processes=processes, port=port, progress=console.print)
+        with _prefect_api(out.absolute()):
+            result = run_demo(out, processes=processes, port=port, progress=console.print)
     except DemoError as exc:
         raise _fail(str(exc)) from None
     with Catalog(result.db_path) as store:
@@ -788,9 +820,10 @@ def gather(
 
             summary = run_gather(db, shards, str(uuid.uuid4()), memory_limit=memory_limit)
         else:
-            summary = gather_flow(
-                str(db), [str(shard) for shard in shards], memory_limit=memory_limit
-            )
+            with _prefect_api(db.absolute().parent):
+                summary = gather_flow(
+                    str(db), [str(shard) for shard in shards], memory_limit=memory_limit
+                )
     table = Table(title="gather", show_header=False)
     for key, value in summary.items():
         table.add_row(key, str(value))

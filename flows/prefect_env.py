@@ -31,8 +31,8 @@ def stop_prefect_threads(timeout: float = 10.0) -> None:
     Prefect runs its API client on daemon threads that outlive the last flow run. Left
     running while the interpreter shuts down, they keep objects of the modules they touched
     alive past module teardown, which makes duckdb 2.0 (nanobind) print pages of 'leaked
-    instance' warnings. Stopped here first, the interpreter then tears down cleanly. The
-    temporary API server is stopped afterwards by Prefect's own exit handler."""
+    instance' warnings. Stopped here first, the interpreter then tears down cleanly. A local
+    API server the command started (`flows.server`) is stopped after this."""
     if "prefect" not in sys.modules:
         return
     try:

@@ -1,5 +1,7 @@
-"""A local Prefect API server for `narratrace serve` when no PREFECT_API_URL is configured:
-started on 127.0.0.1, waited on until healthy, and stopped when serving ends."""
+"""A local Prefect API server for the commands that run flows when no PREFECT_API_URL is
+configured: started on 127.0.0.1, waited on until healthy, stopped when the command ends, and
+tied to the process that started it, so that it ends with it however that process ends
+(kill -9 included; Prefect's own temporary server would live on)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,19 @@ log = logging.getLogger(__name__)
 
 class ServerError(RuntimeError):
     pass
+
+
+# Run first in the server's process: on Linux, the kernel sends it SIGKILL when the thread that
+# started it ends (PR_SET_PDEATHSIG, kept across exec); a parent already gone is caught by its
+# pid. Then the process becomes `python -m prefect server start ...`.
+_TIED_TO_PARENT = """\
+import ctypes, os, signal, sys
+if sys.platform.startswith("linux"):
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)
+if os.getppid() != int(sys.argv[1]):
+    os._exit(1)
+os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+"""
 
 
 def free_port() -> int:
@@ -46,6 +61,9 @@ class LocalPrefectServer:
         self._process = subprocess.Popen(
             [
                 sys.executable,
+                "-c",
+                _TIED_TO_PARENT,
+                str(os.getpid()),
                 "-m",
                 "prefect",
                 "server",

@@ -385,16 +385,20 @@ def test_a_signal_stops_a_cycle_and_leaves_nothing_behind(tmp_path, env, sent, c
     assert runs(db)[-1][0] == "interrupted"
 
 
-def test_a_run_left_running_by_a_killed_process_is_marked_abandoned(simulator, tmp_path, env):
-    # killed once a page that never answers in time has been asked for: the cycle is busy
+@pytest.mark.parametrize("prefect", [False, True], ids=["no-prefect", "prefect"])
+def test_a_run_left_running_by_a_killed_process_is_marked_abandoned(
+    simulator, tmp_path, env, prefect
+):
+    # killed once a page that never answers in time has been asked for: the cycle is busy;
+    # nothing it started lives on (the extraction workers, the local Prefect server)
     hanging = [article_path(a) for a in CORPUS.articles if a.fault == "timeout"]
     db = tmp_path / "nt.duckdb"
     with OutletSimulator(CORPUS, timeout_delay=120.0) as sim:
         sim.set_now(CORPUS.articles[-1].published_at + timedelta(days=1))
         outlets = outlets_file(sim, tmp_path / "outlets.toml", timeout=60.0)
         process = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "run", "--once", "--no-prefect", "--outlets",
-             str(outlets), "--db", str(db)],
+            [sys.executable, "-m", "flows.cli", "run", "--once", "--outlets", str(outlets),
+             "--db", str(db), *([] if prefect else ["--no-prefect"])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT,
         )  # fmt: skip
         try:
