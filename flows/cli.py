@@ -1033,7 +1033,8 @@ def main() -> None:
     except Exception as exc:
         if logging.getLogger().isEnabledFor(logging.INFO):
             err.print_exception()
-        err.print(f"[red]error:[/red] {escape(_one_line(exc))}", soft_wrap=True)
+        if _signal_received is None:  # else what failed was cut short by the signal (a query)
+            err.print(f"[red]error:[/red] {escape(_one_line(exc))}", soft_wrap=True)
         code = 1
     if code == 130 or _signal_received is not None:
         code = 128 + (_signal_received or signal.SIGINT)
