@@ -61,6 +61,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     """A scheduler and two workers (no nanny: a killed worker stays dead), on free ports."""
+    import dask
     from distributed import Client
 
     port = free_port()
@@ -69,10 +70,14 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     logs.mkdir()
     started: list[subprocess.Popen[bytes]] = []
 
+    # dask's scratch space (its lock files) in the test's folder, not the machine's /tmp
+    scratch = tmp_path / "dask-scratch"
+    env = {**os.environ, "DASK_TEMPORARY_DIRECTORY": str(scratch)}
+
     def start(name: str, *args: str) -> subprocess.Popen[bytes]:
         log = (logs / f"{name}.log").open("wb")
         process = subprocess.Popen(
-            [str(BIN / "dask"), *args], stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
+            [str(BIN / "dask"), *args], stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=env
         )
         log.close()
         started.append(process)
@@ -100,9 +105,10 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             )
             for n in range(2)
         ]
-        with Client(address, timeout=60, set_as_default=False) as client:
-            client.wait_for_workers(2, timeout=90)
-        yield Cluster(address, scheduler, workers)
+        with dask.config.set({"temporary-directory": str(scratch)}):
+            with Client(address, timeout=60, set_as_default=False) as client:
+                client.wait_for_workers(2, timeout=90)
+            yield Cluster(address, scheduler, workers)
     finally:
         for process in reversed(started):
             _stop(process)
