@@ -9,8 +9,8 @@ signatures cost almost nothing extra. The values are exactly those of datasketch
 
 The scheme's two parts are written out here (datasketch 2.0.0's `_init_permutations` for
 "affine32" and its MurmurHash3 finalizer `_fmix`, a few lines each) rather than imported:
-importing datasketch imports its LSH and with it scipy, 0.35 s of CPU in every worker process
-that signs texts, which needs neither.
+importing datasketch imports its LSH and with it scipy, about half of a signing worker's
+import time (`python -X importtime -c "import ingest.batch"`: 0.71 s before, 0.34 s after).
 """
 
 from __future__ import annotations
