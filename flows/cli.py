@@ -13,7 +13,7 @@ import sys
 import threading
 import tomllib
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from datetime import date, timedelta
 from enum import StrEnum
 from importlib.metadata import version as package_version
@@ -237,11 +237,15 @@ def run(
 
 
 @contextmanager
-def _prefect_api(log_dir: Path) -> Iterator[None]:
+def _prefect_api(log_dir: Path, port: int | None = None, announce: bool = False) -> Iterator[None]:
     """Flow runs inside record to PREFECT_API_URL when it is set; otherwise to a local Prefect
-    server of this command's own (its log in `log_dir`), which ends with the command however
-    the command ends."""
+    server of this command's own (on `port` if given, its log in `log_dir`), which ends with the
+    command however the command ends. `announce`: say where its API and UI are."""
     if os.environ.get("PREFECT_API_URL"):
+        if port is not None:
+            raise _fail(
+                "--prefect-port starts a local server; it cannot be used with PREFECT_API_URL"
+            )
         yield
         return
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -253,15 +257,21 @@ def _prefect_api(log_dir: Path) -> Iterator[None]:
         log: Path | None = log_dir / "prefect-server.log"
     except OSError:  # the command itself says what is wrong with the path
         log = None
+    if announce:
+        console.print("starting a local Prefect server on 127.0.0.1 ...")
     try:
-        server = LocalPrefectServer(log_path=log).start()
+        server = LocalPrefectServer(port=port, log_path=log).start()
     except ServerError as exc:
         raise _fail(str(exc)) from None
+    if announce:
+        console.print(f"Prefect API at {server.api_url}, UI at {server.ui_url}")
     try:
         with temporary_settings({PREFECT_API_URL: server.api_url}):
             yield
     finally:
         stop_prefect_threads()  # what they hold (logs, events) reaches the server first
+        if announce:
+            console.print("stopping the local Prefect server ...")
         server.stop()
 
 
@@ -409,7 +419,6 @@ def serve(
     stops it on exit. Stop with Ctrl-C or SIGTERM."""
     from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
     from prefect.runner import Runner
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     class ServeRunner(Runner):
         """The runner `prefect.serve` uses, but SIGTERM stops it as Ctrl-C does, so that the
@@ -417,8 +426,6 @@ def serve(
 
         def handle_sigterm(self, *args: object, **kwargs: object) -> None:
             _on_signal(signal.SIGTERM, None)
-
-    from flows.server import LocalPrefectServer, ServerError
 
     if interval_minutes is not None and not 0 < interval_minutes < math.inf:
         raise _fail(f"--interval-minutes must be greater than 0, got {interval_minutes:g}")
@@ -438,63 +445,45 @@ def serve(
         raise _fail(str(exc)) from None
     interval = schedule.feeds_interval_minutes
     cron = schedule.report_cron
-    server = None
-    if not os.environ.get("PREFECT_API_URL"):
-        console.print("starting a local Prefect server on 127.0.0.1 ...")
+    with _prefect_api(db.absolute().parent, port=prefect_port, announce=True):
+        one_at_a_time = ConcurrencyLimitConfig(
+            limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+        )
+        cycle = cycle_flow.to_deployment(
+            name="cycle",
+            interval=timedelta(minutes=interval),
+            concurrency_limit=one_at_a_time,
+            parameters={
+                "outlets_path": str(outlets.resolve()),
+                "db_path": str(db.absolute()),
+                "processes": processes,
+                "dask_scheduler": dask_scheduler,
+            },
+        )
+        daily = report_flow.to_deployment(
+            name="daily-report",
+            cron=cron,
+            concurrency_limit=one_at_a_time,
+            parameters={
+                "db_path": str(db.absolute()),
+                "out_dir": str(reports.resolve()),
+                "narratives_path": str(narratives.resolve()) if narratives else None,
+            },
+        )
+        console.print(
+            f"serving: a cycle now and every {interval:g} min, the report on cron '{cron}'"
+        )
+        starter = threading.Thread(
+            target=_first_cycle, args=("narratrace-cycle/cycle",), daemon=True
+        )
+        starter.start()
+        runner = ServeRunner()
+        for deployment in (cycle, daily):
+            runner.add_deployment(deployment)  # type: ignore[arg-type]
         try:
-            server = LocalPrefectServer(
-                port=prefect_port, log_path=db.absolute().parent / "prefect-server.log"
-            ).start()
-        except ServerError as exc:
-            raise _fail(str(exc)) from None
-        console.print(f"Prefect API at {server.api_url}, UI at {server.ui_url}")
-    elif prefect_port is not None:
-        raise _fail("--prefect-port starts a local server; it cannot be used with PREFECT_API_URL")
-    settings = temporary_settings({PREFECT_API_URL: server.api_url}) if server else nullcontext()
-    try:
-        with settings:
-            one_at_a_time = ConcurrencyLimitConfig(
-                limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
-            )
-            cycle = cycle_flow.to_deployment(
-                name="cycle",
-                interval=timedelta(minutes=interval),
-                concurrency_limit=one_at_a_time,
-                parameters={
-                    "outlets_path": str(outlets.resolve()),
-                    "db_path": str(db.absolute()),
-                    "processes": processes,
-                    "dask_scheduler": dask_scheduler,
-                },
-            )
-            daily = report_flow.to_deployment(
-                name="daily-report",
-                cron=cron,
-                concurrency_limit=one_at_a_time,
-                parameters={
-                    "db_path": str(db.absolute()),
-                    "out_dir": str(reports.resolve()),
-                    "narratives_path": str(narratives.resolve()) if narratives else None,
-                },
-            )
-            console.print(
-                f"serving: a cycle now and every {interval:g} min, the report on cron '{cron}'"
-            )
-            starter = threading.Thread(
-                target=_first_cycle, args=("narratrace-cycle/cycle",), daemon=True
-            )
-            starter.start()
-            runner = ServeRunner()
-            for deployment in (cycle, daily):
-                runner.add_deployment(deployment)  # type: ignore[arg-type]
-            try:
-                asyncio.run(runner.start())
-            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: main() says which and exits 130/143
-                pass
-    finally:
-        if server is not None:
-            console.print("stopping the local Prefect server ...")
-            server.stop()
+            asyncio.run(runner.start())
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: main() says which and exits 130/143
+            pass
 
 
 def _first_cycle(deployment: str, timeout: float = 120.0) -> None:
